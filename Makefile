@@ -1,0 +1,71 @@
+# The commands people type. CI calls `make test` (see .ci/run).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+-include .env
+export
+
+.PHONY: help packages venv services services-down migrate seed run up down status test test-browser test-faults lint format bench capacity tokens
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+packages:  ## install missing Debian packages (MariaDB, Redis, build headers) when root
+	@python3 scripts/devservices.py install-packages
+
+.venv/.installed: requirements.txt requirements-dev.txt | packages
+	@test -x $(PY) || python3 -m venv .venv
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+venv: packages .venv/.installed  ## create the virtual environment and install requirements
+
+services: venv  ## start project-owned MariaDB, Redis and the broker (idempotent)
+	@$(PY) scripts/devservices.py up
+
+services-down:  ## stop them
+	@$(PY) scripts/devservices.py down
+
+status:  ## show what is running
+	@$(PY) scripts/devservices.py status; scripts/stack.sh status
+
+migrate: services  ## apply migrations
+	@$(PY) manage.py migrate --noinput -v 0
+
+seed: migrate  ## seed demo data (only what is missing)
+	@$(PY) manage.py seed_demo
+
+run: seed  ## run the whole system in the foreground (Ctrl-C stops everything)
+	@scripts/stack.sh run
+
+up: seed  ## run the whole system in the background; returns once /readyz answers 200
+	@scripts/stack.sh up
+
+down:  ## stop the background system and the services
+	@scripts/stack.sh down
+
+test: services  ## lint, migration check and the whole test suite against the real services
+	@$(PY) -m ruff check .
+	@$(PY) manage.py makemigrations --check --dry-run -v 1
+	@DJANGO_ENV=test $(PY) -m pytest $(PYTEST_ARGS)
+
+test-browser: services  ## browser tests in headless Chromium
+	@DJANGO_ENV=test $(PY) -m pytest -m browser $(PYTEST_ARGS)
+
+test-faults: services  ## fault-injection tests (stop/restart real services)
+	@DJANGO_ENV=test $(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+lint: venv  ## ruff lint and format check
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+
+format: venv  ## apply ruff formatting and safe fixes
+	@$(PY) -m ruff check --fix .
+	@$(PY) -m ruff format .
+
+tokens: seed  ## write access tokens for users 1..1000 to k6/results/tokens.json
+	@$(PY) manage.py issue_tokens --users 1-1000 --out k6/results/tokens.json
+
+bench: seed  ## run a benchmark/load scenario: make bench SCENARIO=<name> (see k6/README.md)
+	@scripts/bench.sh $(SCENARIO)

@@ -1,0 +1,114 @@
+"""The response envelope, the one exception handler, and small API helpers shared by every app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.exceptions
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from common.errors import (
+    BusyRetry,
+    CacheUnavailable,
+    DatabaseUnavailable,
+    DependencyUnavailable,
+    DomainError,
+)
+
+log = logging.getLogger(__name__)
+
+LOCK_CONFLICT_CODES = {1205, 1213}  # lock wait timeout, deadlock
+
+
+def error_body(code: str, message: str, data: Any = None) -> dict[str, Any]:
+    return {"success": False, "errorCode": code, "errorMessage": message, "data": data}
+
+
+def dependency_error(exc: BaseException) -> DependencyUnavailable | None:
+    """Map an infrastructure exception to the 503 it means, or None if it is not one."""
+    if isinstance(exc, DependencyUnavailable):
+        return exc
+    if isinstance(exc, OperationalError | InterfaceError):
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        return BusyRetry() if code in LOCK_CONFLICT_CODES else DatabaseUnavailable()
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return CacheUnavailable()
+    return None
+
+
+def dependency_response(exc: DependencyUnavailable) -> Response:
+    response = Response(error_body(exc.code, exc.message, exc.data), status=exc.status)
+    response["Retry-After"] = str(exc.retry_after or 1)
+    return response
+
+
+_DRF_CODES: dict[type[drf.APIException], str] = {
+    drf.ParseError: "MALFORMED_JSON",
+    drf.NotAuthenticated: "UNAUTHORIZED",
+    drf.AuthenticationFailed: "UNAUTHORIZED",
+    drf.PermissionDenied: "FORBIDDEN",
+    drf.NotFound: "NOT_FOUND",
+    drf.MethodNotAllowed: "METHOD_NOT_ALLOWED",
+    drf.NotAcceptable: "NOT_ACCEPTABLE",
+    drf.UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
+    drf.Throttled: "RATE_LIMITED",
+    drf.ValidationError: "INVALID_INPUT",
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Turn every exception a view can raise into the error envelope. Unknown ones stay 500."""
+    if isinstance(exc, DomainError) and not isinstance(exc, DependencyUnavailable):
+        return Response(error_body(exc.code, exc.message, exc.data), status=exc.status)
+    dependency = dependency_error(exc)
+    if dependency is not None:
+        log.warning("dependency unavailable: %s (%s)", dependency.code, exc)
+        return dependency_response(dependency)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf.PermissionDenied()
+    if isinstance(exc, DatabaseError):  # e.g. a data error that validation should have caught
+        log.exception("database error answered as 400")
+        return Response(error_body("INVALID_INPUT", "The request could not be stored."), status=400)
+    if not isinstance(exc, drf.APIException):
+        return None
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "ERROR")
+    if isinstance(exc, drf.ValidationError):
+        body = error_body(code, _first_message(exc.detail), {"fields": exc.detail})
+    elif isinstance(exc, drf.ParseError):
+        body = error_body(code, "The request body is not valid JSON.")
+    else:
+        body = error_body(code, str(exc.detail))
+    response = Response(body, status=exc.status_code)
+    if getattr(exc, "auth_header", None):
+        response["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        response["Retry-After"] = str(int(exc.wait) + 1)  # type: ignore[attr-defined]
+    return response
+
+
+def _first_message(detail: Any, path: str = "") -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            return _first_message(value, f"{path}.{key}" if path else str(key))
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0], path)
+    prefix = f"{path}: " if path and path != "non_field_errors" else ""
+    return f"{prefix}{detail}"
+
+
+class EnvelopeRenderer(JSONRenderer):
+    """Wraps every successful payload in `{"success": true, "data": ...}`."""
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None):
+        response = (renderer_context or {}).get("response")
+        if response is not None and response.status_code < 400:
+            data = {"success": True, "data": data}
+        return super().render(data, accepted_media_type, renderer_context)

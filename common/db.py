@@ -1,0 +1,71 @@
+"""Transactions that retry as a whole when MariaDB reports a lock timeout or a deadlock.
+
+Concurrency policy (see README, "Concurrency policy"):
+- the outermost caller owns the transaction; `use_case` opens it and retries it *whole*
+  (never a part of it) up to 3 times, sleeping 50/100/150 ms plus jitter;
+- nested inside another transaction, `use_case` is a savepoint (a refusal undoes only its own
+  work) and does not retry: the error bubbles up to whoever owns the transaction;
+- after the last retry the client gets 503 BUSY_RETRY with Retry-After, never a 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from django.db import OperationalError, connection, transaction
+
+from common.errors import BusyRetry
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RETRY_DELAYS = (0.05, 0.10, 0.15)
+LOCK_CONFLICT_CODES = {1205, 1213}
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and bool(exc.args) and exc.args[0] in LOCK_CONFLICT_CODES
+
+
+def run_in_transaction(fn: Callable[[], R], *, retries: bool = True) -> R:
+    """Run `fn` in one transaction; retry the whole transaction on lock conflicts."""
+    if connection.in_atomic_block:  # nested: a savepoint; the owner of the transaction retries
+        with transaction.atomic():
+            return fn()
+    delays = RETRY_DELAYS if retries else ()
+    for attempt in range(len(delays) + 1):
+        try:
+            with transaction.atomic():
+                return fn()
+        except OperationalError as exc:
+            if not is_lock_conflict(exc):
+                raise
+            if attempt == len(delays):
+                log.warning("lock conflict persisted after %d retries: %s", attempt, exc)
+                raise BusyRetry() from exc
+            time.sleep(delays[attempt] + random.uniform(0, 0.025))
+    raise AssertionError("unreachable")
+
+
+def use_case(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for a service that owns its transaction (see module docstring)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run_in_transaction(lambda: fn(*args, **kwargs))
+
+    return wrapper
+
+
+def lock_rows(queryset, *, ids=None):
+    """Lock rows in primary-key order (the one lock order every app uses) and return them."""
+    if ids is not None:
+        queryset = queryset.filter(pk__in=sorted(set(ids)))
+    return list(queryset.select_for_update().order_by("pk"))

@@ -1,0 +1,120 @@
+"""`Idempotency-Key` for every state-changing POST, as one decorator.
+
+    class CheckoutView(APIView):
+        @idempotent
+        def post(self, request): ...
+
+Without the header the view runs in one retried transaction. With it:
+1. claim: insert (user, key, fingerprint) as IN_FLIGHT in a short committed transaction; if the
+   row exists: DONE + same fingerprint -> replay the stored response; different fingerprint ->
+   422 IDEMPOTENCY_KEY_REUSED; IN_FLIGHT -> 409 IDEMPOTENCY_KEY_IN_FLIGHT (a claim older than
+   IDEMPOTENCY_STALE_SECONDS is taken over: its owner died);
+2. the view runs in the business transaction, and the response is stored in that same
+   transaction (so a committed effect always has its stored answer, and vice versa);
+3. a refusal or crash rolls the business transaction back and deletes the claim.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.response import Response
+
+from common.db import run_in_transaction
+from common.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, ValidationFailed
+from common.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def _fingerprint(request) -> str:
+    try:
+        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
+    except Exception:  # noqa: BLE001 - an unparsable body has no data; hash the raw bytes
+        body = request.body.decode("utf-8", "replace")
+    raw = f"{request.method}\n{request.get_full_path()}\n{body}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _claim(user_id: int, key: str, request) -> IdempotencyKey | Response:
+    fingerprint = _fingerprint(request)
+    try:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(
+                user_id=user_id, key=key, method=request.method,
+                path=request.path[:255], fingerprint=fingerprint,
+            )
+    except IntegrityError:
+        pass
+    existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
+    if existing is None:  # deleted between our insert and read: the first attempt failed
+        return _claim(user_id, key, request)
+    if existing.fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    if existing.status == IdempotencyKey.Status.DONE:
+        response = Response(existing.response_body, status=existing.response_status)
+        response[REPLAY_HEADER] = "true"
+        return response
+    stale_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
+    taken = IdempotencyKey.objects.filter(
+        pk=existing.pk, status=IdempotencyKey.Status.IN_FLIGHT, updated_at__lt=stale_before
+    ).update(updated_at=timezone.now())
+    if taken:
+        existing.refresh_from_db()
+        return existing
+    raise IdempotencyKeyInFlight()
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response):
+        self.response = response
+
+
+def idempotent(view_method):
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get(HEADER)
+        if key is None:
+            return run_in_transaction(lambda: view_method(self, request, *args, **kwargs))
+        if not key.strip() or len(key) > 255:
+            raise ValidationFailed("Idempotency-Key must be 1..255 characters.", code="INVALID_IDEMPOTENCY_KEY")
+        user_id = request.user.pk if request.user.is_authenticated else 0
+        claim = _claim(user_id, key, request)
+        if isinstance(claim, Response):
+            return claim
+
+        def business() -> Response:
+            response = view_method(self, request, *args, **kwargs)
+            if response.status_code >= 400:
+                raise _Refused(response)
+            IdempotencyKey.objects.filter(pk=claim.pk).update(
+                status=IdempotencyKey.Status.DONE,
+                response_status=response.status_code,
+                response_body=json.loads(json.dumps(response.data, default=str)),
+                updated_at=timezone.now(),
+            )
+            return response
+
+        try:
+            return run_in_transaction(business)
+        except _Refused as refused:
+            IdempotencyKey.objects.filter(pk=claim.pk).delete()
+            return refused.response
+        except BaseException:
+            IdempotencyKey.objects.filter(pk=claim.pk).delete()
+            raise
+
+    return wrapper
+
+
+def purge_expired_keys() -> int:
+    cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

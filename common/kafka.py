@@ -1,0 +1,269 @@
+"""Kafka: one shared producer, the registry of consumers, and the loop that runs any of them.
+
+Consumers are declared once, next to their domain code (`orders/consumers.py`,
+`outbox/consumers.py`), and run by one command: `manage.py run_consumer <name>`.
+
+The runner's contract with a handler:
+- the handler receives a *batch* of messages (all from one poll) and applies them inside its own
+  database transaction(s); it must be idempotent (a replay after a crash must do nothing twice);
+- offsets are committed synchronously only after the handler returned, i.e. after its transaction
+  committed; if it raises, nothing is committed, the consumer seeks back to the batch's first
+  offsets and the batch is retried with back-off;
+- SIGTERM/SIGINT finish the current batch, commit, leave the group and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from django.conf import settings
+from django.db import close_old_connections
+from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[Message]], None]
+
+BATCHES = Counter("kafka_consumer_batches_total", "Batches handled", ["consumer", "result"])
+MESSAGES = Counter("kafka_consumer_messages_total", "Messages handled", ["consumer"])
+BATCH_SECONDS = Histogram("kafka_consumer_batch_seconds", "Time to handle one batch", ["consumer"])
+
+
+def topic(name: str) -> str:
+    return f"{settings.KAFKA_TOPIC_PREFIX}.{name}"
+
+
+# --- producing ------------------------------------------------------------------------------
+
+class ProduceFailed(Exception):
+    """The broker did not acknowledge in time (or refused): nothing may count as sent."""
+
+
+_producer: Producer | None = None
+_producer_lock = threading.Lock()
+
+
+def producer_config(**overrides: Any) -> dict[str, Any]:
+    config = {
+        "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "message.timeout.ms": max(settings.KAFKA_PRODUCE_TIMEOUT_MS, 100),
+        "socket.connection.setup.timeout.ms": 1000,
+        "reconnect.backoff.max.ms": 1000,
+        "error_cb": _log_error,
+    }
+    config.update(overrides)
+    return config
+
+
+def _log_error(err: KafkaError) -> None:
+    log.warning("kafka: %s", err)
+
+
+def get_producer() -> Producer:
+    global _producer
+    with _producer_lock:
+        if _producer is None:
+            _producer = Producer(producer_config())
+        return _producer
+
+
+def reset_producer() -> None:
+    """Drop the shared producer (after a fatal error such as UNKNOWN_PRODUCER_ID on a restarted broker)."""
+    global _producer
+    with _producer_lock:
+        _producer = None
+
+
+def produce_and_wait(
+    topic_name: str,
+    *,
+    key: str,
+    value: bytes,
+    headers: list[tuple[str, bytes]] | None = None,
+    timeout: float | None = None,
+) -> tuple[int, int]:
+    """Produce one message and wait for the broker's acknowledgement. Returns (partition, offset)."""
+    timeout = timeout if timeout is not None else settings.KAFKA_PRODUCE_TIMEOUT_MS / 1000
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        outcome["err"], outcome["msg"] = err, msg
+        done.set()
+
+    producer = get_producer()
+    try:
+        producer.produce(topic_name, key=key, value=value, headers=headers or [], on_delivery=on_delivery)
+    except (BufferError, KafkaException) as exc:
+        raise ProduceFailed(str(exc)) from exc
+    deadline = time.monotonic() + timeout
+    while not done.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            producer.poll(min(remaining, 0.05))
+        except (KafkaException, SystemError) as exc:  # fatal idempotent-producer state
+            reset_producer()
+            raise ProduceFailed(str(exc)) from exc
+    if not done.is_set():
+        raise ProduceFailed("no acknowledgement from the broker in time")
+    err = outcome["err"]
+    if err is not None:
+        if err.fatal():
+            reset_producer()
+        raise ProduceFailed(str(err))
+    msg = outcome["msg"]
+    return msg.partition(), msg.offset()
+
+
+# --- consuming ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    name: str
+    topics: tuple[str, ...]
+    group: str
+    handler: BatchHandler
+    batch_size: int = 500
+    poll_timeout: float = 0.05
+    topic_regex: bool = False  # topics given as "^prefix\\..*" patterns
+    extra_config: dict[str, Any] = field(default_factory=dict)
+
+
+REGISTRY: dict[str, ConsumerSpec] = {}
+
+
+def register_consumer(spec: ConsumerSpec) -> ConsumerSpec:
+    if spec.name in REGISTRY and REGISTRY[spec.name] != spec:
+        raise ValueError(f"consumer {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def load_consumers() -> dict[str, ConsumerSpec]:
+    """Import every installed app's `consumers` module so its registrations run."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    for app in apps.get_app_configs():
+        try:
+            import_module(f"{app.name}.consumers")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{app.name}.consumers":
+                raise
+    return REGISTRY
+
+
+class ConsumerRunner:
+    """Polls batches for one `ConsumerSpec` and commits offsets only after the handler succeeded."""
+
+    def __init__(self, spec: ConsumerSpec, **config_overrides: Any):
+        self.spec = spec
+        self.stopping = threading.Event()
+        config = {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "group.id": spec.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "error_cb": _log_error,
+            **settings.KAFKA_CONSUMER_CONFIG,
+            **spec.extra_config,
+            **config_overrides,
+        }
+        self.consumer = Consumer(config)
+        self.retry_delay = 0.1
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+
+    def run(self, *, max_batches: int | None = None, idle_timeout: float | None = None) -> int:
+        """Run until stopped (or `max_batches` handled, or idle for `idle_timeout` s). Returns batches."""
+        self.consumer.subscribe(list(self.spec.topics))
+        handled, idle_since = 0, time.monotonic()
+        log.info("consumer %s: subscribed to %s as %s", self.spec.name, self.spec.topics, self.spec.group)
+        try:
+            while not self.stopping.is_set():
+                batch = self.poll_batch()
+                if not batch:
+                    if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                self.handle(batch)
+                handled += 1
+                if max_batches is not None and handled >= max_batches:
+                    break
+        finally:
+            self.consumer.close()
+            close_old_connections()
+        return handled
+
+    def poll_batch(self) -> list[Message]:
+        messages = self.consumer.consume(self.spec.batch_size, self.spec.poll_timeout)
+        good = []
+        for msg in messages:
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer %s: %s", self.spec.name, msg.error())
+                continue
+            good.append(msg)
+        return good
+
+    def handle(self, batch: list[Message]) -> None:
+        close_old_connections()
+        started = time.monotonic()
+        try:
+            self.spec.handler(batch)
+        except Exception:
+            BATCHES.labels(self.spec.name, "error").inc()
+            log.exception("consumer %s: batch of %d failed; will retry", self.spec.name, len(batch))
+            self.rewind(batch)
+            time.sleep(self.retry_delay)
+            self.retry_delay = min(self.retry_delay * 2, 5.0)
+            return
+        self.retry_delay = 0.1
+        self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+        BATCHES.labels(self.spec.name, "ok").inc()
+        MESSAGES.labels(self.spec.name).inc(len(batch))
+        BATCH_SECONDS.labels(self.spec.name).observe(time.monotonic() - started)
+
+    def rewind(self, batch: list[Message]) -> None:
+        """Seek each partition back to the first offset of the failed batch."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            tp = (msg.topic(), msg.partition())
+            first[tp] = min(first.get(tp, msg.offset()), msg.offset())
+        for (topic_name, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic_name, partition, offset))
+            except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
+                log.warning("consumer %s: seek failed: %s", self.spec.name, exc)
+
+
+def next_offsets(batch: Iterable[Message]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        tp = (msg.topic(), msg.partition())
+        last[tp] = max(last.get(tp, -1), msg.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def header(msg: Message, name: str) -> str | None:
+    for key, value in msg.headers() or []:
+        if key == name and value is not None:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None

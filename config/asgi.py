@@ -1,0 +1,8 @@
+"""ASGI entry point: serves the SSE stream (django-eventstream needs ASGI to flush)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+application = get_asgi_application()

@@ -1,0 +1,54 @@
+"""Shared fixtures. Tests run against the real MariaDB, Redis and broker that `make services` starts."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Each test starts with an empty cache namespace (only our test prefix is touched)."""
+    for alias in ("default", "typed"):
+        caches[alias].delete_pattern("*")
+    yield
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def bearer(user) -> str:
+    return f"Bearer {AccessToken.for_user(user)}"
+
+
+@pytest.fixture
+def user(db):
+    from shop.tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    from shop.tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def auth_api(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=bearer(user))
+    client.user = user
+    return client
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=bearer(user))
+    client.user = user
+    return client

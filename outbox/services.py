@@ -1,0 +1,39 @@
+"""Write outbox events in the caller's transaction; let consumers skip what they applied."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+
+from outbox.models import OutboxEvent
+
+
+def outbox_enqueue(*, aggregate_type: str, aggregate_id: Any, event_type: str, payload: dict[str, Any]) -> OutboxEvent:
+    """Record an event inside the current transaction (it leaves only if the transaction commits)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox_enqueue must run inside the business transaction")
+    payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    return OutboxEvent.objects.create(
+        id=uuid.uuid4(), aggregatetype=aggregate_type, aggregateid=str(aggregate_id), type=event_type, payload=payload
+    )
+
+
+def inbox_claim(*, consumer: str, event_id: str) -> bool:
+    """True if this consumer has not applied `event_id` yet (and records it), False for a duplicate.
+
+    Must run inside the transaction that applies the effect: if that transaction rolls back, the
+    record goes with it. A concurrent duplicate blocks on the unique key until the first commits,
+    then sees the row and returns False.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("inbox_claim must run inside the transaction that applies the event")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT IGNORE INTO outbox_processed_event (consumer, event_id, processed_at) VALUES (%s, %s, NOW(6))",
+            [consumer, event_id],
+        )
+        return cursor.rowcount == 1
