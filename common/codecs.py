@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 def _cache():
     return caches["typed"]
+
+
 T = TypeVar("T")
 
 CACHE_RESULTS = Counter("cache_requests_total", "Typed cache reads by codec and result", ["codec", "result"])

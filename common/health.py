@@ -29,8 +29,9 @@ def _check_kafka() -> None:
     global _admin
     with _admin_lock:
         if _admin is None:
-            _admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-                                  "socket.connection.setup.timeout.ms": 1000})
+            _admin = AdminClient(
+                {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "socket.connection.setup.timeout.ms": 1000}
+            )
         admin = _admin
     admin.list_topics(timeout=1.0)
 

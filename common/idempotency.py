@@ -48,8 +48,11 @@ def _claim(user_id: int, key: str, request) -> IdempotencyKey | Response:
     try:
         with transaction.atomic():
             return IdempotencyKey.objects.create(
-                user_id=user_id, key=key, method=request.method,
-                path=request.path[:255], fingerprint=fingerprint,
+                user_id=user_id,
+                key=key,
+                method=request.method,
+                path=request.path[:255],
+                fingerprint=fingerprint,
             )
     except IntegrityError:
         pass

@@ -42,6 +42,7 @@ def topic(name: str) -> str:
 
 # --- producing ------------------------------------------------------------------------------
 
+
 class ProduceFailed(Exception):
     """The broker did not acknowledge in time (or refused): nothing may count as sent."""
 
@@ -128,6 +129,7 @@ def produce_and_wait(
 
 
 # --- consuming ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ConsumerSpec:

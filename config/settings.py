@@ -124,10 +124,7 @@ DATABASES = {
             "charset": "utf8mb4",
             "isolation_level": "read committed",
             "connect_timeout": 3,
-            "init_command": (
-                "SET sql_mode='STRICT_TRANS_TABLES',"
-                f" innodb_lock_wait_timeout={DB_LOCK_WAIT_TIMEOUT}"
-            ),
+            "init_command": (f"SET sql_mode='STRICT_TRANS_TABLES', innodb_lock_wait_timeout={DB_LOCK_WAIT_TIMEOUT}"),
         },
         "TEST": {"NAME": env("DB_TEST_NAME", "") or None, "CHARSET": "utf8mb4"},
     }

@@ -1,1 +1,3 @@
-urlpatterns: list = []
+from orders.api import urlpatterns
+
+__all__ = ["urlpatterns"]

@@ -1,1 +1,3 @@
-urlpatterns: list = []
+from payments.api import urlpatterns
+
+__all__ = ["urlpatterns"]

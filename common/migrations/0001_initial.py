@@ -4,30 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyKey',
+            name="IdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('user_id', models.BigIntegerField(help_text='0 for anonymous callers')),
-                ('key', models.CharField(max_length=255)),
-                ('method', models.CharField(max_length=8)),
-                ('path', models.CharField(max_length=255)),
-                ('fingerprint', models.CharField(help_text='sha256 of method, path and body', max_length=64)),
-                ('status', models.CharField(choices=[('IN_FLIGHT', 'In Flight'), ('DONE', 'Done')], default='IN_FLIGHT', max_length=16)),
-                ('response_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('response_body', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("user_id", models.BigIntegerField(help_text="0 for anonymous callers")),
+                ("key", models.CharField(max_length=255)),
+                ("method", models.CharField(max_length=8)),
+                ("path", models.CharField(max_length=255)),
+                ("fingerprint", models.CharField(help_text="sha256 of method, path and body", max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("IN_FLIGHT", "In Flight"), ("DONE", "Done")], default="IN_FLIGHT", max_length=16
+                    ),
+                ),
+                ("response_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("response_body", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user_id', 'key'), name='uniq_idempotency_user_key')],
+                "constraints": [models.UniqueConstraint(fields=("user_id", "key"), name="uniq_idempotency_user_key")],
             },
         ),
     ]

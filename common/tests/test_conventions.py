@@ -11,7 +11,9 @@ def test_unknown_route_is_404_envelope(api):
     response = api.get("/api/v1/no-such-thing")
     assert response.status_code == 404
     assert response.json() == {
-        "success": False, "errorCode": "NOT_FOUND", "errorMessage": "No route for /api/v1/no-such-thing.",
+        "success": False,
+        "errorCode": "NOT_FOUND",
+        "errorMessage": "No route for /api/v1/no-such-thing.",
         "data": None,
     }
 
@@ -50,8 +52,9 @@ def test_bad_token_is_401(api):
 
 
 def test_validation_error_names_the_field(api):
-    response = api.post("/api/v1/users", {"username": "ok", "email": "nope", "password": "long-enough-pw"},
-                        format="json")
+    response = api.post(
+        "/api/v1/users", {"username": "ok", "email": "nope", "password": "long-enough-pw"}, format="json"
+    )
     assert response.status_code == 400
     body = response.json()
     assert body["errorCode"] == "INVALID_INPUT"
@@ -59,8 +62,11 @@ def test_validation_error_names_the_field(api):
 
 
 def test_signup_then_token_then_me(api):
-    created = api.post("/api/v1/users", {"username": "kim", "email": "kim@example.com",
-                                         "password": "s3cret-passphrase", "name": "Kim"}, format="json")
+    created = api.post(
+        "/api/v1/users",
+        {"username": "kim", "email": "kim@example.com", "password": "s3cret-passphrase", "name": "Kim"},
+        format="json",
+    )
     assert created.status_code == 201
     assert created.json()["data"]["username"] == "kim"
     token = api.post("/api/v1/auth/token", {"username": "kim", "password": "s3cret-passphrase"}, format="json")
@@ -68,8 +74,10 @@ def test_signup_then_token_then_me(api):
     access = token.json()["data"]["access"]
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     me = api.get("/api/v1/users/me").json()
-    assert me == {"success": True, "data": {"id": created.json()["data"]["id"], "username": "kim",
-                                            "email": "kim@example.com", "name": "Kim"}}
+    assert me == {
+        "success": True,
+        "data": {"id": created.json()["data"]["id"], "username": "kim", "email": "kim@example.com", "name": "Kim"},
+    }
 
 
 def test_wrong_password_is_401(api, user):
@@ -78,8 +86,11 @@ def test_wrong_password_is_401(api, user):
 
 
 def test_duplicate_username_is_409_and_changes_nothing(api, user):
-    response = api.post("/api/v1/users", {"username": user.username, "email": "x@example.com",
-                                          "password": "s3cret-passphrase"}, format="json")
+    response = api.post(
+        "/api/v1/users",
+        {"username": user.username, "email": "x@example.com", "password": "s3cret-passphrase"},
+        format="json",
+    )
     assert response.status_code == 409
     assert response.json()["errorCode"] == "USERNAME_TAKEN"
     assert User.objects.count() == 1

@@ -5,43 +5,64 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('inventory', '0001_initial'),
-        ('shop', '0001_initial'),
+        ("inventory", "0001_initial"),
+        ("shop", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reservation',
-            name='product',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reservations', to='shop.product'),
+            model_name="reservation",
+            name="product",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="reservations", to="shop.product"
+            ),
         ),
         migrations.CreateModel(
-            name='Stock',
+            name="Stock",
             fields=[
-                ('product', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='stock', serialize=False, to='shop.product')),
-                ('quantity', models.BigIntegerField(default=0)),
-                ('reserved_quantity', models.BigIntegerField(default=0)),
-                ('version', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "product",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="stock",
+                        serialize=False,
+                        to="shop.product",
+                    ),
+                ),
+                ("quantity", models.BigIntegerField(default=0)),
+                ("reserved_quantity", models.BigIntegerField(default=0)),
+                ("version", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('quantity__gte', 0)), name='stock_quantity_nonnegative'), models.CheckConstraint(condition=models.Q(('reserved_quantity__gte', 0)), name='stock_reserved_nonnegative'), models.CheckConstraint(condition=models.Q(('reserved_quantity__lte', models.F('quantity'))), name='stock_reserved_le_quantity')],
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("quantity__gte", 0)), name="stock_quantity_nonnegative"),
+                    models.CheckConstraint(
+                        condition=models.Q(("reserved_quantity__gte", 0)), name="stock_reserved_nonnegative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("reserved_quantity__lte", models.F("quantity"))),
+                        name="stock_reserved_le_quantity",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='reservation',
-            index=models.Index(fields=['product', 'status'], name='reservation_product_status'),
+            model_name="reservation",
+            index=models.Index(fields=["product", "status"], name="reservation_product_status"),
         ),
         migrations.AddConstraint(
-            model_name='reservation',
-            constraint=models.UniqueConstraint(fields=('order_id', 'product'), name='uniq_reservation_order_product'),
+            model_name="reservation",
+            constraint=models.UniqueConstraint(fields=("order_id", "product"), name="uniq_reservation_order_product"),
         ),
         migrations.AddConstraint(
-            model_name='reservation',
-            constraint=models.CheckConstraint(condition=models.Q(('quantity__gte', 1)), name='reservation_qty_positive'),
+            model_name="reservation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("quantity__gte", 1)), name="reservation_qty_positive"
+            ),
         ),
     ]

@@ -4,43 +4,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('order_number', models.CharField(max_length=32, unique=True)),
-                ('status', models.CharField(choices=[('PENDING_PAYMENT', 'Pending Payment'), ('PAID', 'Paid'), ('CONFIRMED', 'Confirmed'), ('EXPIRED', 'Expired'), ('CANCELLED', 'Cancelled')], default='PENDING_PAYMENT', max_length=16)),
-                ('total_amount', models.BigIntegerField()),
-                ('discount_amount', models.BigIntegerField(default=0)),
-                ('final_amount', models.BigIntegerField()),
-                ('delivery_address', models.CharField(blank=True, max_length=500)),
-                ('expires_at', models.DateTimeField()),
-                ('paid_at', models.DateTimeField(blank=True, null=True)),
-                ('confirmed_at', models.DateTimeField(blank=True, null=True)),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_reason', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("order_number", models.CharField(max_length=32, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING_PAYMENT", "Pending Payment"),
+                            ("PAID", "Paid"),
+                            ("CONFIRMED", "Confirmed"),
+                            ("EXPIRED", "Expired"),
+                            ("CANCELLED", "Cancelled"),
+                        ],
+                        default="PENDING_PAYMENT",
+                        max_length=16,
+                    ),
+                ),
+                ("total_amount", models.BigIntegerField()),
+                ("discount_amount", models.BigIntegerField(default=0)),
+                ("final_amount", models.BigIntegerField()),
+                ("delivery_address", models.CharField(blank=True, max_length=500)),
+                ("expires_at", models.DateTimeField()),
+                ("paid_at", models.DateTimeField(blank=True, null=True)),
+                ("confirmed_at", models.DateTimeField(blank=True, null=True)),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_reason", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='OrderItem',
+            name="OrderItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('product_name', models.CharField(max_length=200)),
-                ('quantity', models.PositiveIntegerField()),
-                ('unit_price', models.BigIntegerField()),
-                ('gift_wrap', models.BooleanField(default=False)),
-                ('gift_message', models.CharField(blank=True, max_length=500)),
-                ('line_total', models.BigIntegerField()),
-                ('cart_item_id', models.BigIntegerField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("product_name", models.CharField(max_length=200)),
+                ("quantity", models.PositiveIntegerField()),
+                ("unit_price", models.BigIntegerField()),
+                ("gift_wrap", models.BooleanField(default=False)),
+                ("gift_message", models.CharField(blank=True, max_length=500)),
+                ("line_total", models.BigIntegerField()),
+                ("cart_item_id", models.BigIntegerField(blank=True, null=True)),
             ],
         ),
     ]

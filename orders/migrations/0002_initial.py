@@ -7,54 +7,72 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('orders', '0001_initial'),
-        ('shop', '0001_initial'),
+        ("orders", "0001_initial"),
+        ("shop", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='order',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to=settings.AUTH_USER_MODEL),
+            model_name="order",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="orders", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='order',
-            name='user_coupon',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='shop.usercoupon'),
+            model_name="order",
+            name="user_coupon",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to="shop.usercoupon"
+            ),
         ),
         migrations.AddField(
-            model_name='orderitem',
-            name='order',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='orders.order'),
+            model_name="orderitem",
+            name="order",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="items", to="orders.order"
+            ),
         ),
         migrations.AddField(
-            model_name='orderitem',
-            name='product',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='shop.product'),
+            model_name="orderitem",
+            name="product",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to="shop.product"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['user', '-id'], name='order_user_id'),
+            model_name="order",
+            index=models.Index(fields=["user", "-id"], name="order_user_id"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['status', 'expires_at'], name='order_status_expires'),
+            model_name="order",
+            index=models.Index(fields=["status", "expires_at"], name="order_status_expires"),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('discount_amount__gte', 0), ('final_amount__gte', 0), ('total_amount__gte', 0)), name='order_amounts_nonnegative'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("discount_amount__gte", 0), ("final_amount__gte", 0), ("total_amount__gte", 0)),
+                name="order_amounts_nonnegative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('final_amount', django.db.models.expressions.CombinedExpression(models.F('total_amount'), '-', models.F('discount_amount')))), name='order_final_is_total_minus_discount'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "final_amount",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("total_amount"), "-", models.F("discount_amount")
+                        ),
+                    )
+                ),
+                name="order_final_is_total_minus_discount",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='orderitem',
-            constraint=models.UniqueConstraint(fields=('order', 'product'), name='uniq_order_item_product'),
+            model_name="orderitem",
+            constraint=models.UniqueConstraint(fields=("order", "product"), name="uniq_order_item_product"),
         ),
     ]

@@ -5,25 +5,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('orders', '0001_initial'),
+        ("orders", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Payment',
+            name="Payment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('payment_number', models.CharField(max_length=32, unique=True)),
-                ('amount', models.BigIntegerField()),
-                ('method', models.CharField(choices=[('BALANCE', 'Balance')], default='BALANCE', max_length=16)),
-                ('status', models.CharField(choices=[('COMPLETED', 'Completed'), ('REFUNDED', 'Refunded')], default='COMPLETED', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('refunded_at', models.DateTimeField(blank=True, null=True)),
-                ('order', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='payment', to='orders.order')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("payment_number", models.CharField(max_length=32, unique=True)),
+                ("amount", models.BigIntegerField()),
+                ("method", models.CharField(choices=[("BALANCE", "Balance")], default="BALANCE", max_length=16)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("COMPLETED", "Completed"), ("REFUNDED", "Refunded")],
+                        default="COMPLETED",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("refunded_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "order",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="payment", to="orders.order"
+                    ),
+                ),
             ],
         ),
     ]

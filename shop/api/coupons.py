@@ -1,1 +1,130 @@
-urlpatterns: list = []
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.auth import acting_user_id, query_user_id
+from common.idempotency import idempotent
+from shop.api.strict_fields import StrictIntegerField
+from shop.models import Coupon, UserCoupon
+from shop.services.coupons import coupon_issue, coupon_list_issuable, user_coupon_display_status, user_coupon_list
+
+
+class CouponOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    discountType = serializers.ChoiceField(source="discount_type", choices=Coupon.DiscountType.choices)
+    discountValue = serializers.IntegerField(source="discount_value", help_text="KRW for FIXED, percent otherwise")
+    minimumOrderAmount = serializers.IntegerField(source="minimum_order_amount")
+    maxDiscountAmount = serializers.IntegerField(source="max_discount_amount", allow_null=True)
+    totalQuantity = serializers.IntegerField(source="total_quantity")
+    issuedQuantity = serializers.IntegerField(source="issued_quantity")
+    remainingQuantity = serializers.SerializerMethodField()
+    validFrom = serializers.DateTimeField(source="valid_from")
+    validTo = serializers.DateTimeField(source="valid_to")
+
+    def get_remainingQuantity(self, coupon: Coupon) -> int:  # noqa: N802 - the contract's field name
+        return coupon.total_quantity - coupon.issued_quantity
+
+
+class IssueOutput(serializers.Serializer):
+    userCouponId = serializers.IntegerField()
+    couponId = serializers.IntegerField()
+    issuedQuantity = serializers.IntegerField()
+    remainingQuantity = serializers.IntegerField()
+
+
+class UserCouponOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    couponId = serializers.IntegerField(source="coupon_id")
+    name = serializers.CharField(source="coupon.name")
+    status = serializers.SerializerMethodField(help_text="ISSUED past the coupon's validity shows as EXPIRED")
+    issuedAt = serializers.DateTimeField(source="issued_at")
+    usedAt = serializers.DateTimeField(source="used_at", allow_null=True)
+    usedOrderId = serializers.IntegerField(source="used_order_id", allow_null=True)
+
+    def get_status(self, user_coupon: UserCoupon) -> str:
+        return user_coupon_display_status(user_coupon, now=self.context["now"])
+
+
+USER_ID_QUERY = OpenApiParameter("userId", int, description="optional; must be the caller (else 403)")
+
+
+class CouponListView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        responses=CouponOutput(many=True),
+        operation_id="coupons_issuable",
+        description="Coupons inside their validity window with units left, by id. Public.",
+    )
+    def get(self, request):
+        return Response(CouponOutput(coupon_list_issuable(now=timezone.now()), many=True).data)
+
+
+class CouponIssueView(APIView):
+    throttle_scope = "coupon_issue"
+
+    class Input(serializers.Serializer):
+        couponId = StrictIntegerField(min_value=1, max_value=2**62)
+
+    @extend_schema(
+        request=Input,
+        responses=IssueOutput,
+        parameters=[USER_ID_QUERY],
+        operation_id="coupons_issue",
+        description=(
+            "First come, first served; the coupon is in the database when 200 is answered. "
+            "409 COUPON_ALREADY_ISSUED, 409 COUPON_SOLD_OUT (also to a holder once the coupon is sold out), "
+            "400 COUPON_NOT_ACTIVE, 404 COUPON_NOT_FOUND, 429 RATE_LIMITED (scope coupon_issue)."
+        ),
+    )
+    @idempotent
+    def post(self, request):
+        user_id = query_user_id(request)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = coupon_issue(coupon_id=data.validated_data["couponId"], user_id=user_id, now=timezone.now())
+        return Response(
+            {
+                "userCouponId": issued.user_coupon_id,
+                "couponId": issued.coupon_id,
+                "issuedQuantity": issued.issued_quantity,
+                "remainingQuantity": issued.remaining_quantity,
+            }
+        )
+
+
+class UserCouponListView(APIView):
+    usable_only = False
+
+    @extend_schema(responses=UserCouponOutput(many=True), operation_id="coupons_of_user")
+    def get(self, request, user_id: int):
+        user_id = acting_user_id(request, user_id)
+        now = timezone.now()
+        rows = user_coupon_list(user_id=user_id, now=now, usable_only=self.usable_only)
+        return Response(UserCouponOutput(rows, many=True, context={"now": now}).data)
+
+
+class UsableUserCouponListView(UserCouponListView):
+    usable_only = True
+
+    @extend_schema(
+        responses=UserCouponOutput(many=True),
+        operation_id="coupons_of_user_available",
+        description="ISSUED, not backing an unpaid order, and inside the coupon's validity window now.",
+    )
+    def get(self, request, user_id: int):
+        return super().get(request, user_id)
+
+
+urlpatterns = [
+    path("coupons", CouponListView.as_view(), name="coupons"),
+    path("coupons/issue", CouponIssueView.as_view(), name="coupons-issue"),
+    path("coupons/users/<int:user_id>", UserCouponListView.as_view(), name="coupons-of-user"),
+    path("coupons/users/<int:user_id>/available", UsableUserCouponListView.as_view(), name="coupons-of-user-usable"),
+]

@@ -51,3 +51,7 @@ class UserCoupon(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "coupon"], name="uniq_user_coupon")]
+        indexes = [  # release/use/restore find the coupon by its order inside order transactions
+            models.Index(fields=["held_order_id"], name="usercoupon_held_order"),
+            models.Index(fields=["used_order_id"], name="usercoupon_used_order"),
+        ]

@@ -54,10 +54,12 @@ class Command(BaseCommand):
         self.seed_coupons()
         if not opts["no_sales"]:
             self.seed_sales(opts["products"])
-        self.stdout.write(self.style.SUCCESS(
-            f"demo data ready: {User.objects.count()} users, {Product.objects.count()} products, "
-            f"{Coupon.objects.count()} coupons (password for user1..: {settings.DEMO_PASSWORD!r})"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"demo data ready: {User.objects.count()} users, {Product.objects.count()} products, "
+                f"{Coupon.objects.count()} coupons (password for user1..: {settings.DEMO_PASSWORD!r})"
+            )
+        )
 
     def seed_users(self, count: int) -> None:
         existing = set(User.objects.filter(pk__lte=count).values_list("pk", flat=True))
@@ -67,13 +69,20 @@ class Command(BaseCommand):
             template.set_password(settings.DEMO_PASSWORD)  # hash once, share: seeding stays fast
             for start in tqdm(range(0, len(missing), 500), desc="users", disable=len(missing) < 2000):
                 User.objects.bulk_create(
-                    [User(id=i, username=f"user{i}", email=f"user{i}@example.com", name=f"User {i}",
-                          password=template.password) for i in missing[start:start + 500]],
+                    [
+                        User(
+                            id=i,
+                            username=f"user{i}",
+                            email=f"user{i}@example.com",
+                            name=f"User {i}",
+                            password=template.password,
+                        )
+                        for i in missing[start : start + 500]
+                    ],
                     ignore_conflicts=True,
                 )
         if not User.objects.filter(username="admin").exists():
-            admin = User(username="admin", email="admin@example.com", name="Operator", is_staff=True,
-                         is_superuser=True)
+            admin = User(username="admin", email="admin@example.com", name="Operator", is_staff=True, is_superuser=True)
             admin.set_password(settings.DEMO_ADMIN_PASSWORD)
             admin.save()
         self._fix_auto_increment(User)
@@ -86,11 +95,16 @@ class Command(BaseCommand):
         products = []
         for i in range(1, count + 1):
             is_flash = i <= flash
-            products.append(Product(
-                id=i, name=f"{'[FLASH] ' if is_flash else ''}{CATEGORIES[(i - 1) % 10]} item {i}",
-                description=f"Demo product {i}.", price=rng.randrange(5, 200) * 1_000,
-                category_id=(i - 1) % 10 + 1, is_flash_sale=is_flash,
-            ))
+            products.append(
+                Product(
+                    id=i,
+                    name=f"{'[FLASH] ' if is_flash else ''}{CATEGORIES[(i - 1) % 10]} item {i}",
+                    description=f"Demo product {i}.",
+                    price=rng.randrange(5, 200) * 1_000,
+                    category_id=(i - 1) % 10 + 1,
+                    is_flash_sale=is_flash,
+                )
+            )
         Product.objects.bulk_create(products, ignore_conflicts=True)
         Stock.objects.bulk_create(
             [Stock(product_id=i, quantity=flash_stock if i <= flash else stock) for i in range(1, count + 1)],
@@ -103,22 +117,41 @@ class Command(BaseCommand):
         have = set(PointWallet.objects.filter(user_id__lte=users).values_list("user_id", flat=True))
         missing = [i for i in range(1, users + 1) if i not in have]
         for start in range(0, len(missing), 1000):
-            chunk = missing[start:start + 1000]
+            chunk = missing[start : start + 1000]
             with transaction.atomic():
                 PointWallet.objects.bulk_create([PointWallet(user_id=i, balance=balance) for i in chunk])
-                PointHistory.objects.bulk_create([
-                    PointHistory(user_id=i, amount=balance, type=PointHistory.Type.CHARGE, balance_after=balance,
-                                 description="demo balance") for i in chunk
-                ])
+                PointHistory.objects.bulk_create(
+                    [
+                        PointHistory(
+                            user_id=i,
+                            amount=balance,
+                            type=PointHistory.Type.CHARGE,
+                            balance_after=balance,
+                            description="demo balance",
+                        )
+                        for i in chunk
+                    ]
+                )
 
     def seed_coupons(self) -> None:
         now = timezone.now()
-        Coupon.objects.bulk_create([
-            Coupon(id=i, name=name, discount_type=kind, discount_value=value, minimum_order_amount=minimum,
-                   max_discount_amount=cap, total_quantity=qty, valid_from=now - timedelta(days=1),
-                   valid_to=now + timedelta(days=30))
-            for i, (name, kind, value, minimum, cap, qty) in COUPONS.items()
-        ], ignore_conflicts=True)
+        Coupon.objects.bulk_create(
+            [
+                Coupon(
+                    id=i,
+                    name=name,
+                    discount_type=kind,
+                    discount_value=value,
+                    minimum_order_amount=minimum,
+                    max_discount_amount=cap,
+                    total_quantity=qty,
+                    valid_from=now - timedelta(days=1),
+                    valid_to=now + timedelta(days=30),
+                )
+                for i, (name, kind, value, minimum, cap, qty) in COUPONS.items()
+            ],
+            ignore_conflicts=True,
+        )
         self._fix_auto_increment(Coupon)
 
     def seed_sales(self, products: int) -> None:
@@ -126,10 +159,14 @@ class Command(BaseCommand):
             return
         rng = random.Random(7)
         today = timezone.localdate()
-        SalesDaily.objects.bulk_create([
-            SalesDaily(product_id=pid, day=today - timedelta(days=d), quantity=rng.randrange(1, 60))
-            for d in range(0, 7) for pid in rng.sample(range(1, products + 1), k=min(30, products))
-        ], ignore_conflicts=True)
+        SalesDaily.objects.bulk_create(
+            [
+                SalesDaily(product_id=pid, day=today - timedelta(days=d), quantity=rng.randrange(1, 60))
+                for d in range(0, 7)
+                for pid in rng.sample(range(1, products + 1), k=min(30, products))
+            ],
+            ignore_conflicts=True,
+        )
 
     @staticmethod
     def _fix_auto_increment(model) -> None:

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.auth import acting_user_id, query_user_id
+from common.idempotency import idempotent
+from common.pagination import cursor_page, cursor_params
+from orders.errors import InvalidItems
+from orders.models import Order
+from orders.selectors import order_get, order_list
+from orders.services import LineRequest, checkout_initiate, order_cancel
+
+MAX_ID = 2**62
+
+
+class OrderItemOutput(serializers.Serializer):
+    productId = serializers.IntegerField(source="product_id")
+    productName = serializers.CharField(source="product_name")
+    quantity = serializers.IntegerField()
+    unitPrice = serializers.IntegerField(source="unit_price")
+    giftWrap = serializers.BooleanField(source="gift_wrap")
+    giftMessage = serializers.CharField(source="gift_message")
+    lineTotal = serializers.IntegerField(source="line_total")
+
+
+class OrderOutput(serializers.Serializer):
+    orderId = serializers.IntegerField(source="pk")
+    orderNumber = serializers.CharField(source="order_number")
+    userId = serializers.IntegerField(source="user_id")
+    status = serializers.CharField()
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    remainingSeconds = serializers.SerializerMethodField()
+    totalAmount = serializers.IntegerField(source="total_amount")
+    discountAmount = serializers.IntegerField(source="discount_amount")
+    finalAmount = serializers.IntegerField(source="final_amount")
+    userCouponId = serializers.IntegerField(source="user_coupon_id", allow_null=True)
+    deliveryAddress = serializers.CharField(source="delivery_address")
+    createdAt = serializers.DateTimeField(source="created_at")
+    paidAt = serializers.DateTimeField(source="paid_at", allow_null=True)
+    items = OrderItemOutput(many=True)
+
+    def get_remainingSeconds(self, order: Order) -> int:  # noqa: N802 - API field name
+        if order.status != Order.Status.PENDING_PAYMENT:
+            return 0
+        return max(0, int((order.expires_at - timezone.now()).total_seconds()))
+
+
+class LineInput(serializers.Serializer):
+    productId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    quantity = serializers.IntegerField(min_value=1, max_value=99)
+    giftWrap = serializers.BooleanField(default=False)
+    giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
+
+
+def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
+    order = Order.objects.prefetch_related("items").get(pk=order.pk)
+    return Response(OrderOutput(order).data, status=code)
+
+
+class CheckoutInitiateView(APIView):
+    class Input(serializers.Serializer):
+        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        cartItemIds = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=50
+        )
+        directOrderItems = LineInput(many=True, required=False)
+        userCouponId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
+        deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+
+        def validate(self, attrs):
+            if ("cartItemIds" in attrs) == ("directOrderItems" in attrs):
+                raise InvalidItems("Give exactly one of cartItemIds and directOrderItems.")
+            if not attrs.get("cartItemIds", attrs.get("directOrderItems")):
+                raise InvalidItems("The item list must not be empty.")
+            return attrs
+
+    @extend_schema(request=Input, responses=OrderOutput, operation_id="checkout_initiate")
+    @idempotent
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        user_id = acting_user_id(request, v.get("userId"))
+        direct = None
+        if "directOrderItems" in v:
+            direct = [
+                LineRequest(i["productId"], i["quantity"], i["giftWrap"], i["giftMessage"])
+                for i in v["directOrderItems"]
+            ]
+        order = checkout_initiate(
+            user_id=user_id,
+            cart_item_ids=v.get("cartItemIds"),
+            direct_items=direct,
+            user_coupon_id=v.get("userCouponId"),
+            delivery_address=v["deliveryAddress"],
+        )
+        return _order_response(order)
+
+
+class OrdersView(APIView):
+    """`POST /orders` (old clients: the same use case as a direct checkout) and `GET /orders`."""
+
+    class Input(serializers.Serializer):
+        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        items = LineInput(many=True, allow_empty=False, max_length=50)
+        deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+        usedCouponIds = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=1,
+            help_text="at most one user-coupon id (userCouponId)",
+        )
+
+    @extend_schema(request=Input, responses={201: OrderOutput}, operation_id="orders_create")
+    @idempotent
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        user_id = acting_user_id(request, v.get("userId"))
+        coupons = v.get("usedCouponIds") or []
+        order = checkout_initiate(
+            user_id=user_id,
+            direct_items=[
+                LineRequest(i["productId"], i["quantity"], i["giftWrap"], i["giftMessage"]) for i in v["items"]
+            ],
+            user_coupon_id=coupons[0] if coupons else None,
+            delivery_address=v["deliveryAddress"],
+        )
+        return _order_response(order, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("userId", int), OpenApiParameter("lastId", int), OpenApiParameter("size", int)],
+        responses=OrderOutput(many=True),
+        operation_id="orders_list",
+    )
+    def get(self, request):
+        user_id = query_user_id(request)
+        last_id, size = cursor_params(request.query_params)
+        rows = order_list(user_id=user_id, last_id=last_id, size=size)
+        return Response(cursor_page(rows, size, key=lambda o: o.pk, render=lambda o: OrderOutput(o).data))
+
+
+class OrderDetailView(APIView):
+    @extend_schema(responses=OrderOutput, operation_id="orders_get")
+    def get(self, request, order_id: int):
+        return Response(OrderOutput(order_get(user_id=request.user.pk, order_id=order_id)).data)
+
+
+class OrderCancelView(APIView):
+    class Input(serializers.Serializer):
+        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        reason = serializers.CharField(max_length=255, allow_blank=True, required=False, default="")
+
+    @extend_schema(request=Input, responses=OrderOutput, operation_id="orders_cancel")
+    @idempotent
+    def post(self, request, order_id: int):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        user_id = acting_user_id(request, data.validated_data.get("userId"))
+        order = order_cancel(order_id=order_id, user_id=user_id, reason=data.validated_data["reason"])
+        return _order_response(order)
+
+
+urlpatterns = [
+    path("checkout/initiate", CheckoutInitiateView.as_view(), name="checkout-initiate"),
+    path("checkout/<int:order_id>/cancel", OrderCancelView.as_view(), name="checkout-cancel"),
+    path("orders", OrdersView.as_view(), name="orders"),
+    path("orders/<int:order_id>", OrderDetailView.as_view(), name="order-detail"),
+    path("orders/<int:order_id>/cancel", OrderCancelView.as_view(), name="order-cancel"),
+]

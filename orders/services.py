@@ -1,0 +1,248 @@
+"""Order use cases: checkout (reserve stock, hold coupon, create the order), expiry, cancel, confirm.
+
+Lock order, everywhere: the order row, then stock rows in product-id order (inventory.services),
+then the user's own wallet / coupon rows. Each use case is one transaction (`common.db.use_case`),
+retried whole on lock timeouts and deadlocks.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from common.db import use_case
+from inventory.services import stock_release, stock_reserve, stock_restock
+from orders.errors import InsufficientBalanceAtCheckout, InvalidItems, OrderNotCancellable, OrderNotFound
+from orders.models import Order, OrderItem, OrderStatus
+from orders.state import order_transition
+from outbox.services import outbox_enqueue
+from shop.errors import ProductNotFound
+from shop.models import Product
+from shop.models.cart import GIFT_WRAP_PRICE
+from shop.services import cart as cart_services
+from shop.services import coupons as coupon_services
+from shop.services import wallet as wallet_services
+
+MAX_LINE_QUANTITY = 99
+MAX_LINES = 50
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    product_id: int
+    quantity: int
+    gift_wrap: bool = False
+    gift_message: str = ""
+    cart_item_id: int | None = None
+
+
+def new_order_number() -> str:
+    return f"O{timezone.localtime():%Y%m%d%H%M%S}{secrets.token_hex(4).upper()}"
+
+
+def _lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:
+    items = cart_services.cart_lines_for_checkout(user_id=user_id, cart_item_ids=cart_item_ids)
+    return [LineRequest(i.product_id, i.quantity, i.gift_wrap, i.gift_message, i.pk) for i in items]
+
+
+def _validate_lines(lines: list[LineRequest]) -> None:
+    if not lines or len(lines) > MAX_LINES:
+        raise InvalidItems()
+    if len({line.product_id for line in lines}) != len(lines):
+        raise InvalidItems("Each product may appear only once.", data={"reason": "DUPLICATE_PRODUCT"})
+    for line in lines:
+        if not 1 <= line.quantity <= MAX_LINE_QUANTITY:
+            raise InvalidItems(f"quantity must be between 1 and {MAX_LINE_QUANTITY}.")
+
+
+@use_case
+def checkout_initiate(
+    *,
+    user_id: int,
+    cart_item_ids: list[int] | None = None,
+    direct_items: list[LineRequest] | None = None,
+    user_coupon_id: int | None = None,
+    delivery_address: str = "",
+) -> Order:
+    """Price the lines, check the balance, create the order, hold the coupon, reserve the stock."""
+    if (cart_item_ids is None) == (direct_items is None):
+        raise InvalidItems("Give exactly one of cartItemIds and directOrderItems.")
+    lines = _lines_from_cart(user_id, cart_item_ids) if cart_item_ids is not None else list(direct_items or [])
+    _validate_lines(lines)
+
+    products = Product.objects.in_bulk([line.product_id for line in lines])
+    for line in lines:
+        product = products.get(line.product_id)
+        if product is None or product.status != Product.Status.ACTIVE:
+            raise ProductNotFound(data={"productId": line.product_id})
+
+    now = timezone.now()
+    priced = [
+        (
+            line,
+            products[line.product_id].price,
+            products[line.product_id].price * line.quantity + (GIFT_WRAP_PRICE if line.gift_wrap else 0),
+        )
+        for line in lines
+    ]
+    total = sum(line_total for _, _, line_total in priced)
+    discount = 0
+    if user_coupon_id is not None:
+        discount = coupon_services.user_coupon_quote(
+            user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, now=now
+        )
+    final = total - discount
+    balance = wallet_services.points_balance(user_id=user_id)
+    if balance < final:  # early refusal (incident 3); the debit at payment is the real guard
+        raise InsufficientBalanceAtCheckout(data={"required": final, "balance": balance})
+
+    expires_at = now + timedelta(seconds=settings.ORDER_HOLD_SECONDS)
+    order = Order.objects.create(
+        order_number=new_order_number(),
+        user_id=user_id,
+        total_amount=total,
+        discount_amount=discount,
+        final_amount=final,
+        user_coupon_id=user_coupon_id,
+        delivery_address=delivery_address,
+        expires_at=expires_at,
+    )
+    OrderItem.objects.bulk_create(
+        OrderItem(
+            order=order,
+            product_id=line.product_id,
+            product_name=products[line.product_id].name,
+            quantity=line.quantity,
+            unit_price=unit_price,
+            gift_wrap=line.gift_wrap,
+            gift_message=line.gift_message,
+            line_total=line_total,
+            cart_item_id=line.cart_item_id,
+        )
+        for line, unit_price, line_total in priced
+    )
+    if user_coupon_id is not None:
+        coupon_services.user_coupon_hold(
+            user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, order_id=order.pk, now=now
+        )
+    # Last, so the hot stock rows stay locked for as short a time as possible before commit.
+    stock_reserve(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines], expires_at=expires_at)
+    return order
+
+
+def lock_order(order_id: int, *, user_id: int | None = None) -> Order:
+    """Lock one order row (404 if unknown, or not the given user's)."""
+    qs = Order.objects.select_for_update().filter(pk=order_id)
+    if user_id is not None:
+        qs = qs.filter(user_id=user_id)
+    order = qs.first()
+    if order is None:
+        raise OrderNotFound()
+    return order
+
+
+def _items_payload(order: Order) -> list[dict]:
+    return [{"productId": i.product_id, "quantity": i.quantity} for i in order.items.all()]
+
+
+@use_case
+def order_expire(*, order_id: int, now=None) -> bool:
+    """Expire one unpaid order whose hold has passed. False if it is paid, cancelled or not yet due."""
+    now = now or timezone.now()
+    order = lock_order(order_id)
+    if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
+        return False
+    _expire_locked([order])
+    return True
+
+
+def _expire_locked(orders: list[Order]) -> None:
+    ids = [o.pk for o in orders]
+    for order in orders:
+        order_transition(order, OrderStatus.EXPIRED)
+    stock_release(order_ids=ids)
+    for order in orders:
+        if order.user_coupon_id:
+            coupon_services.user_coupon_release(order_id=order.pk)
+        outbox_enqueue(
+            aggregate_type="order",
+            aggregate_id=order.pk,
+            event_type="OrderExpired",
+            payload={
+                "orderId": order.pk,
+                "userId": order.user_id,
+                "reason": "EXPIRED",
+                "wasPaid": False,
+                "items": _items_payload(order),
+            },
+        )
+
+
+def expire_due_orders(*, batch_size: int = 200, now=None) -> int:
+    """Expire due unpaid orders in batches. Rows another transaction holds (a payment) are skipped
+    (`skip_locked`) and looked at again next run: payment and expiry can never both win."""
+    now = now or timezone.now()
+    expired = 0
+    while True:
+        with transaction.atomic():
+            orders = list(
+                Order.objects.select_for_update(skip_locked=True)
+                .filter(status=OrderStatus.PENDING_PAYMENT, expires_at__lte=now)
+                .order_by("pk")[:batch_size]
+            )
+            if not orders:
+                return expired
+            _expire_locked(orders)
+            expired += len(orders)
+        if len(orders) < batch_size:
+            return expired
+
+
+@use_case
+def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Order:
+    """Cancel an order. Unpaid: release stock and coupon. Paid: refund points, restock, return coupon.
+    `user_id=None` is an operator (admin) cancel."""
+    order = lock_order(order_id, user_id=user_id)
+    was_paid = order.status in (OrderStatus.PAID, OrderStatus.CONFIRMED)
+    if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.CONFIRMED):
+        raise OrderNotCancellable(data={"status": order.status})
+    order_transition(order, OrderStatus.CANCELLED, cancelled_at=timezone.now(), cancel_reason=reason[:255])
+    if was_paid:
+        from payments.services import payment_refund  # payments depends on orders, not the reverse
+
+        payment_refund(order=order)
+        stock_restock(order_id=order.pk)
+        if order.user_coupon_id:
+            coupon_services.user_coupon_restore(order_id=order.pk)
+    else:
+        stock_release(order_ids=[order.pk])
+        if order.user_coupon_id:
+            coupon_services.user_coupon_release(order_id=order.pk)
+    outbox_enqueue(
+        aggregate_type="order",
+        aggregate_id=order.pk,
+        event_type="OrderCancelled",
+        payload={
+            "orderId": order.pk,
+            "userId": order.user_id,
+            "reason": reason[:255] or "CANCELLED",
+            "wasPaid": was_paid,
+            "items": _items_payload(order),
+        },
+    )
+    return order
+
+
+@use_case
+def order_confirm(*, order_id: int) -> bool:
+    """PAID -> CONFIRMED (the outbox consumer's follow-up to PaymentCompleted). False if not PAID."""
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None or order.status != OrderStatus.PAID:
+        return False
+    order_transition(order, OrderStatus.CONFIRMED, confirmed_at=timezone.now())
+    return True

@@ -1,0 +1,132 @@
+"""Cart: one per user, one line per product, priced from current product prices on every read.
+
+Writes lock the user's cart row first (created on the first write, never on a read), so the
+50-line cap and the one-line-per-product rule hold under concurrent requests of one user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from common.db import use_case
+from shop.errors import CartFull, CartItemNotFound, ProductNotFound
+from shop.models import Cart, CartItem, Product
+from shop.models.cart import GIFT_WRAP_PRICE, MAX_CART_LINES
+
+
+@dataclass(frozen=True)
+class CartView:
+    """A cart as the API shows it; `id` is None for a user who never wrote to a cart."""
+
+    id: int | None
+    user_id: int
+    items: list[CartItem]
+
+    @property
+    def total_item_count(self) -> int:
+        return len(self.items)
+
+    @property
+    def total_quantity(self) -> int:
+        return sum(item.quantity for item in self.items)
+
+    @property
+    def total_price(self) -> int:
+        return sum(cart_line_total(item) for item in self.items)
+
+
+def cart_line_total(item: CartItem) -> int:
+    """Current unit price times quantity, plus the gift wrap (2,000 per line, not per unit)."""
+    return item.product.price * item.quantity + (GIFT_WRAP_PRICE if item.gift_wrap else 0)
+
+
+# --- Reads ------------------------------------------------------------------------------------
+def cart_get(*, user_id: int) -> CartView:
+    cart_id = Cart.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
+    if cart_id is None:
+        return CartView(id=None, user_id=user_id, items=[])
+    items = list(CartItem.objects.filter(cart_id=cart_id).select_related("product").order_by("pk"))
+    return CartView(id=cart_id, user_id=user_id, items=items)
+
+
+def cart_lines_for_checkout(*, user_id: int, cart_item_ids: list[int]) -> list[CartItem]:
+    """The given lines of the user's cart with their products, by id; 404 CART_ITEM_NOT_FOUND naming
+    every id that is not a line of this user's cart."""
+    wanted = sorted(set(cart_item_ids))
+    items = list(
+        CartItem.objects.filter(pk__in=wanted, cart__user_id=user_id).select_related("product").order_by("pk")
+    )
+    missing = sorted(set(wanted) - {item.pk for item in items})
+    if missing:
+        raise CartItemNotFound(data={"cartItemIds": missing})
+    return items
+
+
+# --- Writes -----------------------------------------------------------------------------------
+@use_case
+def cart_item_set(
+    *, user_id: int, product_id: int, quantity: int, gift_wrap: bool = False, gift_message: str = ""
+) -> CartItem:
+    """Set the product's line: replaces its quantity and gift options (409 CART_FULL for a 51st line)."""
+    if not Product.objects.filter(pk=product_id, status=Product.Status.ACTIVE).exists():
+        raise ProductNotFound(data={"productId": product_id})
+    cart = _lock_cart(user_id, create=True)
+    assert cart is not None
+    values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
+    if CartItem.objects.filter(cart=cart, product_id=product_id).update(**values):
+        return CartItem.objects.get(cart=cart, product_id=product_id)
+    if CartItem.objects.filter(cart=cart).count() >= MAX_CART_LINES:
+        raise CartFull(data={"maxLines": MAX_CART_LINES})
+    return CartItem.objects.create(cart=cart, product_id=product_id, **values)
+
+
+@use_case
+def cart_item_update_quantity(*, user_id: int, item_id: int, quantity: int) -> None:
+    """Set a line's quantity; 0 removes the line. 404 CART_ITEM_NOT_FOUND if it is not the user's."""
+    lines = _own_line(user_id, item_id)
+    changed = lines.delete()[0] if quantity == 0 else lines.update(quantity=quantity)
+    if not changed:
+        raise CartItemNotFound(data={"cartItemIds": [item_id]})
+
+
+@use_case
+def cart_item_remove(*, user_id: int, item_id: int) -> None:
+    if not _own_line(user_id, item_id).delete()[0]:
+        raise CartItemNotFound(data={"cartItemIds": [item_id]})
+
+
+@use_case
+def cart_clear(*, user_id: int) -> int:
+    """Remove every line; returns how many there were."""
+    cart = _lock_cart(user_id, create=False)
+    return CartItem.objects.filter(cart=cart).delete()[0] if cart is not None else 0
+
+
+@use_case
+def cart_remove_lines(*, user_id: int, product_ids: list[int]) -> int:
+    """After payment: drop the user's lines for these products (the checked-out ones). Returns the count."""
+    cart = _lock_cart(user_id, create=False)
+    if cart is None or not product_ids:
+        return 0
+    return CartItem.objects.filter(cart=cart, product_id__in=sorted(set(product_ids))).delete()[0]
+
+
+def _lock_cart(user_id: int, *, create: bool) -> Cart | None:
+    """Lock the user's cart row (creating it first if asked and missing); None if none and not asked."""
+    cart = Cart.objects.select_for_update().filter(user_id=user_id).first()
+    if cart is not None or not create:
+        return cart
+    try:
+        with transaction.atomic():
+            Cart.objects.create(user_id=user_id)
+    except IntegrityError:  # created concurrently: lock theirs
+        pass
+    return Cart.objects.select_for_update().get(user_id=user_id)
+
+
+def _own_line(user_id: int, item_id: int):
+    """The line `item_id` of the user's (locked) cart, as a queryset; empty if it is not theirs."""
+    cart = _lock_cart(user_id, create=False)
+    return CartItem.objects.filter(pk=item_id, cart=cart) if cart is not None else CartItem.objects.none()

@@ -1,0 +1,151 @@
+"""Points wallet: every balance change is one conditional UPDATE plus its ledger row.
+
+Concurrency policy:
+- a change is a single guarded `UPDATE shop_pointwallet SET balance = balance ± amount WHERE user_id = ?
+  AND <bound>`; the database evaluates the bound on the latest committed row under the row lock, so
+  racing debits can never overdraw and racing charges can never pass MAX_BALANCE (the CHECK constraint
+  is the last line of defence);
+- the ledger row (`balance_after` read back under the same row lock) is written in the same
+  transaction; the unique `(order_id, type)` key makes a second debit or refund of one order
+  impossible, and the savepoint around each function undoes the balance change when it refuses;
+- every function is a `use_case`: inside the caller's transaction it is a savepoint (a refusal undoes
+  only its own work), on its own it owns a retried transaction.
+- the wallet row is updated first and created only when missing (never `INSERT IGNORE` first: its
+  shared lock on the existing row would deadlock two racing charges upgrading to an exclusive lock).
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from common.db import use_case
+from common.errors import NotFound, ValidationFailed
+from shop.errors import (
+    InsufficientBalance,
+    OrderAlreadyDebited,
+    OrderAlreadyRefunded,
+    PointLimitExceeded,
+    RefundExceedsDebit,
+    RefundLimitExceeded,
+)
+from shop.models import PointHistory, PointWallet
+from shop.models.wallet import MAX_BALANCE
+
+
+def points_balance(*, user_id: int) -> int:
+    """The current balance; a user without a wallet has 0."""
+    balance = PointWallet.objects.filter(user_id=user_id).values_list("balance", flat=True).first()
+    return balance or 0
+
+
+@use_case
+def points_charge(*, user_id: int, amount: int, description: str = "") -> int:
+    """Add `amount` (1..MAX_BALANCE) and return the new balance; 400 POINT_LIMIT_EXCEEDED above the cap."""
+    _require_amount(amount, low=1)
+    if not _add(user_id, amount):
+        if not _wallet_exists(user_id):
+            _wallet_create(user_id)
+        if not _add(user_id, amount):
+            raise PointLimitExceeded(data=_limit_data(user_id, amount))
+    return _record(user_id, amount, PointHistory.Type.CHARGE, order_id=None, description=description)
+
+
+@use_case
+def points_debit(*, user_id: int, amount: int, order_id: int, description: str = "") -> int:
+    """Take `amount` for `order_id` and return the new balance.
+
+    409 INSUFFICIENT_BALANCE (`data={"required", "balance"}`) when the balance is too low, 409
+    ORDER_ALREADY_DEBITED when this order was debited before. `amount` 0 (an order paid entirely by a
+    coupon) is allowed and still writes its ledger row, so "one debit per order" keeps holding.
+    """
+    _require_amount(amount, low=0)
+    rows = _subtract(user_id, amount)
+    if not rows and amount == 0 and not _wallet_exists(user_id):
+        _wallet_create(user_id)
+        rows = _subtract(user_id, amount)
+    if not rows:
+        raise InsufficientBalance(data={"required": amount, "balance": points_balance(user_id=user_id)})
+    try:
+        return _record(user_id, -amount, PointHistory.Type.USE, order_id=order_id, description=description)
+    except IntegrityError:
+        raise OrderAlreadyDebited(data={"orderId": order_id}) from None
+
+
+@use_case
+def points_refund(*, user_id: int, amount: int, order_id: int, description: str = "") -> int:
+    """Give back `amount` for `order_id` (a paid order was cancelled) and return the new balance.
+
+    At most one refund per order (409 ORDER_ALREADY_REFUNDED), never more than this user's debit for
+    that order (409 REFUND_EXCEEDS_DEBIT). If the refund would take the balance above MAX_BALANCE
+    (the user charged up to the cap after paying) it is refused with 409 POINT_LIMIT_EXCEEDED and
+    nothing changes: the caller decides (e.g. refuse the cancel, or let an operator settle it).
+    """
+    _require_amount(amount, low=0)
+    debited = (
+        PointHistory.objects.filter(order_id=order_id, type=PointHistory.Type.USE, user_id=user_id)
+        .values_list("amount", flat=True)
+        .first()
+    )
+    if debited is None or amount > -debited:
+        raise RefundExceedsDebit(data={"orderId": order_id, "debited": -(debited or 0), "amount": amount})
+    if not _add(user_id, amount):
+        raise RefundLimitExceeded(data=_limit_data(user_id, amount))
+    try:
+        return _record(user_id, amount, PointHistory.Type.REFUND, order_id=order_id, description=description)
+    except IntegrityError:
+        raise OrderAlreadyRefunded(data={"orderId": order_id}) from None
+
+
+def _require_amount(amount: int, *, low: int) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not low <= amount <= MAX_BALANCE:
+        raise ValidationFailed(f"amount must be an integer in {low}..{MAX_BALANCE}.", code="INVALID_AMOUNT")
+
+
+def _add(user_id: int, amount: int) -> bool:
+    """The guarded increment; False when the wallet is missing or the cap would be passed."""
+    return bool(
+        PointWallet.objects.filter(user_id=user_id, balance__lte=MAX_BALANCE - amount).update(
+            balance=F("balance") + amount, updated_at=timezone.now()
+        )
+    )
+
+
+def _subtract(user_id: int, amount: int) -> int:
+    """The guarded debit: one UPDATE that matches only while `balance >= amount`."""
+    return PointWallet.objects.filter(user_id=user_id, balance__gte=amount).update(
+        balance=F("balance") - amount, updated_at=timezone.now()
+    )
+
+
+def _wallet_exists(user_id: int) -> bool:
+    return PointWallet.objects.filter(user_id=user_id).exists()
+
+
+def _wallet_create(user_id: int) -> None:
+    """Create an empty wallet; a concurrent creator winning the race is fine."""
+    try:
+        with transaction.atomic():
+            PointWallet.objects.create(user_id=user_id, balance=0)
+    except IntegrityError:
+        if not _wallet_exists(user_id):  # not a duplicate: the user does not exist
+            raise NotFound("User not found.", code="USER_NOT_FOUND") from None
+
+
+def _limit_data(user_id: int, amount: int) -> dict[str, int]:
+    return {"balance": points_balance(user_id=user_id), "amount": amount, "maxBalance": MAX_BALANCE}
+
+
+def _record(user_id: int, signed_amount: int, kind: str, *, order_id: int | None, description: str) -> int:
+    """Write the ledger row; the balance is read back under the row lock our UPDATE holds."""
+    balance = PointWallet.objects.filter(user_id=user_id).values_list("balance", flat=True).get()
+    PointHistory.objects.create(
+        user_id=user_id,
+        amount=signed_amount,
+        type=kind,
+        balance_after=balance,
+        order_id=order_id,
+        description=description[:255],
+    )
+    return balance
