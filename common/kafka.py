@@ -75,7 +75,18 @@ def get_producer() -> Producer:
     with _producer_lock:
         if _producer is None:
             _producer = Producer(producer_config())
+            _warm_up(_producer)
         return _producer
+
+
+def _warm_up(producer: Producer, timeout: float = 1.5) -> None:
+    """The first produce of an idempotent producer waits for its producer id (~0.5 s measured on
+    tansu), longer than a request path may wait. Pay it once, when the producer is created."""
+    try:
+        producer.produce(topic("warmup"), key=b"warmup", value=b"")
+        producer.flush(timeout)
+    except (BufferError, KafkaException) as exc:
+        log.warning("kafka: producer warm-up failed: %s", exc)
 
 
 def reset_producer() -> None:
@@ -83,6 +94,25 @@ def reset_producer() -> None:
     global _producer
     with _producer_lock:
         _producer = None
+
+
+def ensure_topics(names: Iterable[str], *, partitions: int = 4, timeout: float = 10.0) -> None:
+    """Create the topics that do not exist yet (auto-creation on first produce is too slow for a
+    request path with a short delivery timeout)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        log.info("kafka: created topic %s", name)
 
 
 def produce_and_wait(
@@ -192,21 +222,30 @@ class ConsumerRunner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
 
-    def run(self, *, max_batches: int | None = None, idle_timeout: float | None = None) -> int:
-        """Run until stopped (or `max_batches` handled, or idle for `idle_timeout` s). Returns batches."""
-        self.consumer.subscribe(list(self.spec.topics))
-        handled, idle_since = 0, time.monotonic()
+    def run(
+        self, *, max_batches: int | None = None, idle_timeout: float | None = None, max_seconds: float | None = None
+    ) -> int:
+        """Run until stopped. For tests and tools: stop after `max_batches` handled batches, after
+        `idle_timeout` s without messages once partitions are assigned, or after `max_seconds`."""
+        assigned = threading.Event()
+        self.consumer.subscribe(list(self.spec.topics), on_assign=lambda *_: assigned.set())
+        handled, started = 0, time.monotonic()
+        idle_since = started
         log.info("consumer %s: subscribed to %s as %s", self.spec.name, self.spec.topics, self.spec.group)
         try:
             while not self.stopping.is_set():
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
                 batch = self.poll_batch()
                 if not batch:
-                    if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                    if not assigned.is_set():
+                        idle_since = time.monotonic()
+                    elif idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                         break
                     continue
                 idle_since = time.monotonic()
-                self.handle(batch)
-                handled += 1
+                if self.handle(batch):
+                    handled += 1
                 if max_batches is not None and handled >= max_batches:
                     break
         finally:
@@ -225,7 +264,8 @@ class ConsumerRunner:
             good.append(msg)
         return good
 
-    def handle(self, batch: list[Message]) -> None:
+    def handle(self, batch: list[Message]) -> bool:
+        """Apply one batch; True if it was applied and its offsets committed."""
         close_old_connections()
         started = time.monotonic()
         try:
@@ -236,12 +276,13 @@ class ConsumerRunner:
             self.rewind(batch)
             time.sleep(self.retry_delay)
             self.retry_delay = min(self.retry_delay * 2, 5.0)
-            return
+            return False
         self.retry_delay = 0.1
         self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
         BATCHES.labels(self.spec.name, "ok").inc()
         MESSAGES.labels(self.spec.name).inc(len(batch))
         BATCH_SECONDS.labels(self.spec.name).observe(time.monotonic() - started)
+        return True
 
     def rewind(self, batch: list[Message]) -> None:
         """Seek each partition back to the first offset of the failed batch."""

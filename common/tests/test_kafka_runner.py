@@ -1,0 +1,95 @@
+"""The generic consumer runner against the real broker: offsets move only after the handler's
+transaction committed."""
+
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from django.conf import settings
+from django.db import transaction
+
+from common.kafka import REGISTRY, ConsumerRunner, ConsumerSpec, ensure_topics, produce_and_wait, register_consumer
+from outbox.models import ProcessedEvent
+from outbox.services import inbox_claim
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FAST = {"session.timeout.ms": 3000, "heartbeat.interval.ms": 500}
+
+
+def committed_offset(topic: str, group: str) -> int:
+    probe = Consumer({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "group.id": group})
+    try:
+        (tp,) = probe.committed([TopicPartition(topic, 0)], timeout=10)
+        return tp.offset
+    finally:
+        probe.close()
+
+
+def make_spec(handler):
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    topic = f"test.runner.{name}"
+    spec = register_consumer(ConsumerSpec(name=name, topics=(topic,), group=f"{name}-group", handler=handler))
+    ensure_topics([topic], partitions=1)
+    return spec, topic
+
+
+def record(batch):
+    with transaction.atomic():
+        for msg in batch:
+            inbox_claim(consumer="runner-test", event_id=msg.value().decode())
+
+
+def test_registered_consumer_receives_a_real_message_and_commits_after_its_transaction():
+    spec, topic = make_spec(record)
+    try:
+        produce_and_wait(topic, key="k", value=b"event-1", timeout=5)
+        produce_and_wait(topic, key="k", value=b"event-2", timeout=5)
+        runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
+        runner.run(idle_timeout=1.0, max_seconds=20)
+        assert sorted(ProcessedEvent.objects.values_list("event_id", flat=True)) == ["event-1", "event-2"]
+        assert committed_offset(topic, spec.group) == 2
+    finally:
+        REGISTRY.pop(spec.name, None)
+
+
+def test_failing_handler_commits_nothing_and_the_batch_is_redelivered():
+    calls = []
+
+    def flaky(batch):
+        calls.append([m.value() for m in batch])
+        with transaction.atomic():
+            for msg in batch:
+                inbox_claim(consumer="runner-test", event_id=msg.value().decode())
+            if len(calls) == 1:
+                raise RuntimeError("database write failed")  # rolls the inbox rows back
+
+    spec, topic = make_spec(flaky)
+    try:
+        produce_and_wait(topic, key="k", value=b"only-event", timeout=5)
+        runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
+        runner.run(max_batches=1, max_seconds=20)  # the failed attempt is not counted as handled
+        assert calls == [[b"only-event"], [b"only-event"]]  # redelivered after the rewind
+        assert list(ProcessedEvent.objects.values_list("event_id", flat=True)) == ["only-event"]
+        assert committed_offset(topic, spec.group) == 1
+    finally:
+        REGISTRY.pop(spec.name, None)
+
+
+def test_uncommitted_batch_is_seen_again_by_the_next_consumer():
+    def explode(batch):
+        raise RuntimeError("crash before commit")
+
+    spec, topic = make_spec(explode)
+    try:
+        produce_and_wait(topic, key="k", value=b"survivor", timeout=5)
+        runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
+        runner.retry_delay = 0.05
+        runner.run(max_seconds=5.0)  # keeps failing and rewinding; never commits
+        assert committed_offset(topic, spec.group) < 0  # nothing committed
+        REGISTRY[spec.name] = ConsumerSpec(name=spec.name, topics=spec.topics, group=spec.group, handler=record)
+        ConsumerRunner(REGISTRY[spec.name], **FAST).run(max_batches=1, max_seconds=20)
+        assert list(ProcessedEvent.objects.values_list("event_id", flat=True)) == ["survivor"]
+        assert committed_offset(topic, spec.group) == 1
+    finally:
+        REGISTRY.pop(spec.name, None)
