@@ -19,7 +19,7 @@ def fund(user, balance: int) -> None:
 
 
 def give_coupon(user, **coupon_kwargs) -> UserCoupon:
-    coupon = CouponFactory(**coupon_kwargs)
+    coupon = CouponFactory(issued_quantity=1, **coupon_kwargs)  # issued as coupon_issue would
     return UserCoupon.objects.create(user=user, coupon=coupon)
 
 

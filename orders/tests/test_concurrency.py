@@ -23,6 +23,16 @@ from shop.tests.factories import UserFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _audit_after():
+    """Whatever the interleaving, every invariant holds afterwards."""
+    yield
+    from common.audit import audit_invariants
+
+    result = audit_invariants()
+    assert result.ok, result.report()
+
+
 def in_thread(fn):
     """Run fn in a worker thread; return ("ok", value) or ("refused", error code). Closes the connection."""
 
