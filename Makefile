@@ -5,7 +5,7 @@ PY := .venv/bin/python
 -include .env
 export
 
-.PHONY: help packages venv services services-down migrate seed run up down status test test-browser test-faults lint format bench capacity tokens
+.PHONY: help packages venv services services-down migrate seed run up stop down status test test-browser test-faults lint format bench capacity tokens
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ run: seed  ## run the whole system in the foreground (Ctrl-C stops everything)
 
 up: seed  ## run the whole system in the background; returns once /readyz answers 200
 	@scripts/stack.sh up
+
+stop:  ## stop the background system, keep the services running
+	@scripts/stack.sh stop
 
 down:  ## stop the background system and the services
 	@scripts/stack.sh down

@@ -2,6 +2,7 @@
 # Runs the process list (Procfile) with honcho.
 #   stack.sh run     foreground; Ctrl-C stops every process and then the local services
 #   stack.sh up      background; returns once /readyz answers 200
+#   stack.sh stop    stops the background stack, keeps the local services
 #   stack.sh down    stops the background stack and the local services
 #   stack.sh status  is the background stack running?
 set -euo pipefail
@@ -55,6 +56,9 @@ case "${1:-}" in
     done
     echo "[stack] /readyz did not answer 200 within 60 s; last log lines:"; tail -n 30 "$LOG"; exit 1
     ;;
+  stop)
+    stop_stack
+    ;;
   down)
     stop_stack
     .venv/bin/python scripts/devservices.py down
@@ -62,5 +66,5 @@ case "${1:-}" in
   status)
     if running; then echo "[stack] running (pid $(cat "$PIDFILE"))"; else echo "[stack] not running"; fi
     ;;
-  *) echo "usage: $0 run|up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 run|up|stop|down|status" >&2; exit 2 ;;
 esac
