@@ -1,6 +1,19 @@
-"""drf-spectacular hook: show every 2xx body inside the `{success, data}` envelope."""
+"""drf-spectacular glue: unique component names for nested view serializers, and every 2xx body
+shown inside the `{success, data}` envelope."""
 
 from __future__ import annotations
+
+from drf_spectacular import openapi
+
+
+class AutoSchema(openapi.AutoSchema):
+    def get_serializer_name(self, serializer, direction):
+        """`CheckoutInitiateView.Input` -> `CheckoutInitiateInput` (not one shared `Input`)."""
+        name = super().get_serializer_name(serializer, direction)
+        qualname = type(serializer).__qualname__
+        if "." in qualname and name == type(serializer).__name__:
+            name = qualname.replace("View.", "").replace(".", "")
+        return name
 
 
 def wrap_in_envelope(result, generator, request, public):

@@ -1,11 +1,13 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from common.idempotency import idempotent
+from shop.models import User
 from shop.services.users import user_create
 
 
@@ -39,7 +41,10 @@ class UserCreateView(APIView):
 class MeView(APIView):
     @extend_schema(responses=UserOutput, operation_id="users_me")
     def get(self, request):
-        return Response(UserOutput(request.user).data)
+        user = User.objects.filter(pk=request.user.pk, is_active=True).first()
+        if user is None:
+            raise NotAuthenticated("This account no longer exists.")
+        return Response(UserOutput(user).data)
 
 
 class TokenView(TokenObtainPairView):
