@@ -5,7 +5,7 @@ PY := .venv/bin/python
 -include .env
 export
 
-.PHONY: help packages venv services services-down migrate seed run up stop down status test test-browser test-faults lint format bench capacity tokens
+.PHONY: help packages venv services services-down migrate seed run up stop down status test test-browser test-faults lint format bench bench-queue capacity tokens
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -72,3 +72,6 @@ tokens: seed  ## write access tokens for users 1..1000 to k6/results/tokens.json
 
 bench: seed  ## run a benchmark/load scenario: make bench SCENARIO=<name> (see k6/README.md)
 	@scripts/bench.sh $(SCENARIO)
+
+bench-queue: services  ## orders/s on one hot product: queue consumer vs synchronous checkout (BENCH_ARGS=...)
+	@$(PY) manage.py bench_queue --out k6/results/bench-queue.json $(BENCH_ARGS)

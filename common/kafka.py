@@ -43,6 +43,14 @@ def topic(name: str) -> str:
 # --- producing ------------------------------------------------------------------------------
 
 
+_PRODUCER_STATE_ERRORS = {
+    KafkaError.PRODUCER_FENCED,  # seen on tansu under load, not flagged fatal
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.UNKNOWN_PRODUCER_ID,  # the broker restarted with memory storage
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+}
+
+
 class ProduceFailed(Exception):
     """The broker did not acknowledge in time (or refused): nothing may count as sent."""
 
@@ -151,8 +159,8 @@ def produce_and_wait(
         raise ProduceFailed("no acknowledgement from the broker in time")
     err = outcome["err"]
     if err is not None:
-        if err.fatal():
-            reset_producer()
+        if err.fatal() or err.code() in _PRODUCER_STATE_ERRORS:
+            reset_producer()  # a fenced or fatal idempotent producer fails every later message
         raise ProduceFailed(str(err))
     msg = outcome["msg"]
     return msg.partition(), msg.offset()

@@ -219,6 +219,7 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
     "SIGNING_KEY": SECRET_KEY,
     "UPDATE_LAST_LOGIN": False,
+    "TOKEN_USER_CLASS": "common.jwt.ShopTokenUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flash-sale storefront API",

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import health
+from orders.demo import flash_sale_demo
 
 api_v1 = [
     path("", include("shop.urls")),
@@ -20,6 +21,7 @@ urlpatterns = [
     path("readyz", health.readyz),
     path("", include("django_prometheus.urls")),
     path("admin/", admin.site.urls),
+    path("demo/flash-sale/", flash_sale_demo, name="demo-flash-sale"),
 ]
 
 handler400 = "common.views.bad_request"

@@ -64,3 +64,71 @@ class OrderItem(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["order", "product"], name="uniq_order_item_product")]
+
+
+# --- Flash-sale queue (Flow 3: `POST /checkout/queue`, consumer `checkout`) --------------------
+
+
+class QueueRequestStatus(models.TextChoices):
+    QUEUED = "QUEUED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class QueueRequest(models.Model):
+    """One queued flash-sale checkout. The row is the claim; the Kafka message only carries its id.
+
+    `live` is True while the request is QUEUED and NULL once it is done, so the unique key
+    (user, product, live) allows one live request per user per product and any number of finished
+    ones (MariaDB/MySQL unique keys admit repeated NULLs). See orders/queue.py for the protocol.
+    """
+
+    Status = QueueRequestStatus
+
+    request_id = models.UUIDField(unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="queue_requests")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="queue_requests")
+    quantity = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=QueueRequestStatus.choices, default=QueueRequestStatus.QUEUED)
+    live = models.BooleanField(null=True, default=True, editable=False)
+    queue_position = models.PositiveBigIntegerField()
+    order = models.OneToOneField(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="queue_request")
+    error_code = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["product", "status", "id"], name="queue_product_status_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "product", "live"], name="uniq_queue_live_request"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status=QueueRequestStatus.QUEUED, live=True)
+                    | (~models.Q(status=QueueRequestStatus.QUEUED) & models.Q(live__isnull=True))
+                ),
+                name="queue_live_iff_queued",
+            ),
+            models.CheckConstraint(condition=models.Q(quantity__gte=1, quantity__lte=10), name="queue_quantity_1_10"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.status}"
+
+
+class FlashSaleControl(models.Model):
+    """Operator switch for one product's queue: while paused, the consumer leaves its requests QUEUED."""
+
+    product = models.OneToOneField(
+        Product, on_delete=models.CASCADE, primary_key=True, related_name="flash_sale_control"
+    )
+    paused = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class FlashSaleProduct(Product):
+    """The admin's view of flash-sale products with their queue controls (orders/admin_queue.py)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "flash-sale queue"
+        verbose_name_plural = "flash-sale queues"

@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from orders.sse import sse_subscribe
+
+urlpatterns = [
+    path("subscribe/<int:user_id>", sse_subscribe, name="sse-subscribe"),
+]

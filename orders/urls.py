@@ -1,3 +1,4 @@
-from orders.api import urlpatterns
+from orders.api import urlpatterns as checkout_urlpatterns
+from orders.api_queue import urlpatterns as queue_urlpatterns
 
-__all__ = ["urlpatterns"]
+urlpatterns = [*checkout_urlpatterns, *queue_urlpatterns]

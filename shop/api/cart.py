@@ -1,1 +1,137 @@
-urlpatterns: list = []
+"""Cart endpoints. Every write answers the whole cart as `GET /cart` shows it (prices are current)."""
+
+from django.urls import path
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.auth import query_user_id
+from common.errors import ValidationFailed
+from common.idempotency import idempotent
+from common.pagination import bounded_int
+from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
+from shop.models.cart import MAX_CART_LINES
+from shop.services.cart import (
+    CartView,
+    cart_clear,
+    cart_get,
+    cart_item_remove,
+    cart_item_set,
+    cart_item_update_quantity,
+    cart_line_total,
+)
+
+MAX_QUANTITY = 99
+
+
+class CartItemOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    productId = serializers.IntegerField(source="product_id")
+    productName = serializers.CharField(source="product.name")
+    quantity = serializers.IntegerField()
+    unitPrice = serializers.IntegerField(source="product.price")
+    giftWrap = serializers.BooleanField(source="gift_wrap")
+    giftMessage = serializers.CharField(source="gift_message")
+    lineTotal = serializers.SerializerMethodField(help_text="unitPrice * quantity + 2,000 if giftWrap")
+
+    def get_lineTotal(self, item) -> int:  # noqa: N802 - the contract's field name
+        return cart_line_total(item)
+
+
+class CartOutput(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="null until the user first writes to the cart")
+    userId = serializers.IntegerField(source="user_id")
+    items = CartItemOutput(many=True)
+    totalItemCount = serializers.IntegerField(source="total_item_count")
+    totalQuantity = serializers.IntegerField(source="total_quantity")
+    totalPrice = serializers.IntegerField(source="total_price")
+
+
+USER_ID = OpenApiParameter("userId", int, description="optional; must be the caller (else 403)")
+CART_ERRORS = "404 CART_ITEM_NOT_FOUND when the line is not in the caller's cart."
+
+
+def cart_response(user_id: int) -> Response:
+    view: CartView = cart_get(user_id=user_id)
+    return Response(CartOutput(view).data)
+
+
+class CartDetailView(APIView):
+    @extend_schema(parameters=[USER_ID], responses=CartOutput, operation_id="cart_get")
+    def get(self, request):
+        return cart_response(query_user_id(request))
+
+    @extend_schema(parameters=[USER_ID], responses=CartOutput, operation_id="cart_clear")
+    def delete(self, request):
+        user_id = query_user_id(request)
+        cart_clear(user_id=user_id)
+        return cart_response(user_id)
+
+
+class CartItemSetView(APIView):
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "CartItemSet"  # every view's nested Input would otherwise share one schema name
+
+        productId = StrictIntegerField(min_value=1, max_value=2**62)
+        quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+        giftWrap = StrictBooleanField(default=False)
+        giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
+
+    @extend_schema(
+        parameters=[USER_ID],
+        request=Input,
+        responses=CartOutput,
+        operation_id="cart_item_set",
+        description=(
+            "Sets the product's line: replaces its quantity and gift options. "
+            f"409 CART_FULL when the cart already has {MAX_CART_LINES} lines; 404 PRODUCT_NOT_FOUND."
+        ),
+    )
+    @idempotent
+    def post(self, request):
+        user_id = query_user_id(request)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        cart_item_set(
+            user_id=user_id,
+            product_id=v["productId"],
+            quantity=v["quantity"],
+            gift_wrap=v["giftWrap"],
+            gift_message=v["giftMessage"],
+        )
+        return cart_response(user_id)
+
+
+class CartItemView(APIView):
+    @extend_schema(
+        parameters=[USER_ID, OpenApiParameter("quantity", int, required=True, description="0..99; 0 removes")],
+        request=None,
+        responses=CartOutput,
+        operation_id="cart_item_quantity",
+        description=CART_ERRORS,
+    )
+    def put(self, request, item_id: int):
+        user_id = query_user_id(request)
+        quantity = bounded_int(
+            request.query_params.get("quantity"), name="quantity", default=None, low=0, high=MAX_QUANTITY
+        )
+        if quantity is None:
+            raise ValidationFailed("quantity is required.", code="INVALID_PARAMETER")
+        cart_item_update_quantity(user_id=user_id, item_id=item_id, quantity=quantity)
+        return cart_response(user_id)
+
+    @extend_schema(parameters=[USER_ID], responses=CartOutput, operation_id="cart_item_remove", description=CART_ERRORS)
+    def delete(self, request, item_id: int):
+        user_id = query_user_id(request)
+        cart_item_remove(user_id=user_id, item_id=item_id)
+        return cart_response(user_id)
+
+
+urlpatterns = [
+    path("cart", CartDetailView.as_view(), name="cart"),
+    path("cart/items", CartItemSetView.as_view(), name="cart-items"),
+    path("cart/items/<int:item_id>", CartItemView.as_view(), name="cart-item"),
+]

@@ -70,6 +70,9 @@ class CouponIssueView(APIView):
     throttle_scope = "coupon_issue"
 
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "CouponIssue"  # every view's nested Input would otherwise share one schema name
+
         couponId = StrictIntegerField(min_value=1, max_value=2**62)
 
     @extend_schema(

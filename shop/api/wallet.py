@@ -47,6 +47,9 @@ class BalanceView(APIView):
 
 class ChargeView(APIView):
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "PointsCharge"  # every view's nested Input would otherwise share one schema name
+
         amount = StrictIntegerField(min_value=1, max_value=MAX_BALANCE)
         description = serializers.CharField(max_length=255, allow_blank=True, default="")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 
 from common.db import use_case
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound
@@ -55,9 +56,7 @@ def cart_lines_for_checkout(*, user_id: int, cart_item_ids: list[int]) -> list[C
     """The given lines of the user's cart with their products, by id; 404 CART_ITEM_NOT_FOUND naming
     every id that is not a line of this user's cart."""
     wanted = sorted(set(cart_item_ids))
-    items = list(
-        CartItem.objects.filter(pk__in=wanted, cart__user_id=user_id).select_related("product").order_by("pk")
-    )
+    items = list(CartItem.objects.filter(pk__in=wanted, cart__user_id=user_id).select_related("product").order_by("pk"))
     missing = sorted(set(wanted) - {item.pk for item in items})
     if missing:
         raise CartItemNotFound(data={"cartItemIds": missing})
@@ -72,8 +71,7 @@ def cart_item_set(
     """Set the product's line: replaces its quantity and gift options (409 CART_FULL for a 51st line)."""
     if not Product.objects.filter(pk=product_id, status=Product.Status.ACTIVE).exists():
         raise ProductNotFound(data={"productId": product_id})
-    cart = _lock_cart(user_id, create=True)
-    assert cart is not None
+    cart = _lock_or_create_cart(user_id)
     values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
     if CartItem.objects.filter(cart=cart, product_id=product_id).update(**values):
         return CartItem.objects.get(cart=cart, product_id=product_id)
@@ -100,23 +98,27 @@ def cart_item_remove(*, user_id: int, item_id: int) -> None:
 @use_case
 def cart_clear(*, user_id: int) -> int:
     """Remove every line; returns how many there were."""
-    cart = _lock_cart(user_id, create=False)
+    cart = _lock_cart(user_id)
     return CartItem.objects.filter(cart=cart).delete()[0] if cart is not None else 0
 
 
 @use_case
 def cart_remove_lines(*, user_id: int, product_ids: list[int]) -> int:
     """After payment: drop the user's lines for these products (the checked-out ones). Returns the count."""
-    cart = _lock_cart(user_id, create=False)
+    cart = _lock_cart(user_id)
     if cart is None or not product_ids:
         return 0
     return CartItem.objects.filter(cart=cart, product_id__in=sorted(set(product_ids))).delete()[0]
 
 
-def _lock_cart(user_id: int, *, create: bool) -> Cart | None:
-    """Lock the user's cart row (creating it first if asked and missing); None if none and not asked."""
-    cart = Cart.objects.select_for_update().filter(user_id=user_id).first()
-    if cart is not None or not create:
+def _lock_cart(user_id: int) -> Cart | None:
+    """Lock the user's cart row; None if the user has none."""
+    return Cart.objects.select_for_update().filter(user_id=user_id).first()
+
+
+def _lock_or_create_cart(user_id: int) -> Cart:
+    cart = _lock_cart(user_id)
+    if cart is not None:
         return cart
     try:
         with transaction.atomic():
@@ -126,7 +128,7 @@ def _lock_cart(user_id: int, *, create: bool) -> Cart | None:
     return Cart.objects.select_for_update().get(user_id=user_id)
 
 
-def _own_line(user_id: int, item_id: int):
+def _own_line(user_id: int, item_id: int) -> QuerySet[CartItem]:
     """The line `item_id` of the user's (locked) cart, as a queryset; empty if it is not theirs."""
-    cart = _lock_cart(user_id, create=False)
+    cart = _lock_cart(user_id)
     return CartItem.objects.filter(pk=item_id, cart=cart) if cart is not None else CartItem.objects.none()

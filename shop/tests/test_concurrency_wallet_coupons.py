@@ -18,11 +18,11 @@ from django.db.models import Sum
 
 from common.errors import DomainError
 from conftest import client_for
+from outbox.models import OutboxEvent
 from shop.models import Coupon, PointHistory, PointWallet, UserCoupon
 from shop.models.wallet import MAX_BALANCE
 from shop.services.wallet import points_charge, points_debit
 from shop.tests.factories import CouponFactory, UserFactory
-from outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,3 +111,53 @@ def test_http_charges_racing_to_the_cap():
     assert Counter(r.status_code for r in responses) == Counter({200: 5, 400: 11})
     assert {r.json()["errorCode"] for r in responses if r.status_code == 400} == {"POINT_LIMIT_EXCEEDED"}
     assert PointWallet.objects.get(user=user).balance == MAX_BALANCE
+
+
+# --- coupons ----------------------------------------------------------------------------------
+def issue_call(user, coupon_id: int) -> Callable[[], Any]:
+    client = client_for(user)
+    return lambda: client.post("/api/v1/coupons/issue", {"couponId": coupon_id}, format="json")
+
+
+def test_300_users_racing_for_100_coupons_get_exactly_100():
+    coupon = CouponFactory(total_quantity=100)
+    users = UserFactory.create_batch(300)
+    responses = race([issue_call(u, coupon.pk) for u in users], threads=32)
+    outcome = Counter("OK" if r.status_code == 200 else f"{r.status_code} {r.json()['errorCode']}" for r in responses)
+    assert outcome == Counter({"OK": 100, "409 COUPON_SOLD_OUT": 200})
+    coupon.refresh_from_db()
+    assert coupon.issued_quantity == 100
+    assert UserCoupon.objects.filter(coupon=coupon).count() == 100
+    assert UserCoupon.objects.filter(coupon=coupon).values("user").distinct().count() == 100
+    assert OutboxEvent.objects.filter(type="CouponIssued").count() == 100
+    # every 200 names a row that exists, and the answered counts are 1..100 exactly once each
+    ok = [r.json()["data"] for r in responses if r.status_code == 200]
+    assert {d["userCouponId"] for d in ok} == set(UserCoupon.objects.filter(coupon=coupon).values_list("pk", flat=True))
+    assert sorted(d["issuedQuantity"] for d in ok) == list(range(1, 101))
+
+
+def test_one_user_racing_20_times_gets_exactly_one():
+    coupon = CouponFactory(total_quantity=100)
+    user = UserFactory()
+    responses = race([issue_call(user, coupon.pk) for _ in range(20)], threads=20)
+    outcome = Counter(r.json().get("errorCode", "OK") for r in responses)
+    assert outcome == Counter({"OK": 1, "COUPON_ALREADY_ISSUED": 19})
+    coupon.refresh_from_db()
+    assert coupon.issued_quantity == 1
+    assert UserCoupon.objects.filter(user=user).count() == 1
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_one_user_racing_for_two_coupons_while_others_race_too():
+    """Mixed traffic on one hot coupon: the unique key and the counter stay exact together."""
+    coupon = CouponFactory(total_quantity=10)
+    users = UserFactory.create_batch(15)
+    calls = [issue_call(u, coupon.pk) for u in users for _ in range(3)]  # each user tries 3 times
+    responses = race(calls, threads=24)
+    assert sum(r.status_code == 200 for r in responses) == 10
+    assert {r.json()["errorCode"] for r in responses if r.status_code != 200} <= {
+        "COUPON_SOLD_OUT",
+        "COUPON_ALREADY_ISSUED",
+    }
+    assert Coupon.objects.get(pk=coupon.pk).issued_quantity == 10
+    assert UserCoupon.objects.filter(coupon=coupon).values("user").distinct().count() == 10

@@ -172,10 +172,11 @@ def test_ledger_sums_to_the_balance(user):
 # --- API --------------------------------------------------------------------------------------
 def test_get_balance(auth_api, user, django_assert_num_queries):
     assert auth_api.get(f"/api/v1/points/{user.pk}").json() == {
-        "success": True, "data": {"userId": user.pk, "balance": 0}
+        "success": True,
+        "data": {"userId": user.pk, "balance": 0},
     }
     points_charge(user_id=user.pk, amount=1_234)
-    with django_assert_num_queries(2):  # the user (JWT) and the wallet
+    with django_assert_num_queries(1):  # the wallet (the JWT is stateless)
         response = auth_api.get(f"/api/v1/points/{user.pk}")
     assert response.json()["data"] == {"userId": user.pk, "balance": 1_234}
 
@@ -199,9 +200,18 @@ def test_charge_with_idempotency_key_replays(auth_api, user):
 @pytest.mark.parametrize(
     "body",
     [
-        {"amount": 0}, {"amount": -5}, {"amount": MAX_BALANCE + 1}, {"amount": "100"}, {"amount": 100.0},
-        {"amount": 1.5}, {"amount": True}, {"amount": None}, {}, {"amount": 10**30},
-        {"amount": 100, "description": "x" * 256}, {"amount": [100]},
+        {"amount": 0},
+        {"amount": -5},
+        {"amount": MAX_BALANCE + 1},
+        {"amount": "100"},
+        {"amount": 100.0},
+        {"amount": 1.5},
+        {"amount": True},
+        {"amount": None},
+        {},
+        {"amount": 10**30},
+        {"amount": 100, "description": "x" * 256},
+        {"amount": [100]},
     ],
 )
 def test_charge_bad_input_is_400_and_changes_nothing(auth_api, user, body):
@@ -266,3 +276,14 @@ def test_histories_bad_cursor_is_400(auth_api, user, query):
 def test_histories_of_a_user_without_wallet_is_empty(user):
     response = client_for(user).get(f"/api/v1/points/{user.pk}/histories")
     assert response.json()["data"] == {"contents": [], "lastId": None}
+
+
+def test_admin_wallet_page_shows_the_ledger(client, user):
+    from shop.tests.factories import UserFactory
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    points_charge(user_id=user.pk, amount=12_345, description="welcome")
+    assert client.get("/admin/shop/pointwallet/").status_code == 200
+    page = client.get(f"/admin/shop/pointwallet/{user.pk}/change/")
+    assert page.status_code == 200 and b"12,345" in page.content and b"welcome" in page.content
+    assert client.get("/admin/shop/pointhistory/").status_code == 200

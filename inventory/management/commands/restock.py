@@ -25,7 +25,9 @@ class Command(BaseCommand):
         if available < 0:
             raise CommandError("--available must be >= 0")
         with transaction.atomic():
-            rows = list(Stock.objects.select_for_update().filter(product_id__gte=low, product_id__lte=high).order_by("pk"))
+            rows = list(
+                Stock.objects.select_for_update().filter(product_id__gte=low, product_id__lte=high).order_by("pk")
+            )
             for stock in rows:
                 Stock.objects.filter(pk=stock.pk).update(
                     quantity=F("reserved_quantity") + available, version=F("version") + 1

@@ -1,0 +1,49 @@
+"""The public stock view of one product (never cached: stock moves with every checkout)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inventory.models import Stock
+from shop.errors import ProductNotFound
+from shop.models import Product
+
+
+class StockOutput(serializers.Serializer):
+    productId = serializers.IntegerField()
+    quantity = serializers.IntegerField(help_text="units on hand (reserved ones included)")
+    reservedQuantity = serializers.IntegerField(help_text="units held by unpaid orders")
+    availableQuantity = serializers.IntegerField(help_text="quantity - reservedQuantity: what can be bought now")
+
+
+def stock_view(*, product_id: int) -> dict[str, int]:
+    """One query when the stock row exists; a product without one has nothing on hand."""
+    row = Stock.objects.filter(product_id=product_id).values_list("quantity", "reserved_quantity").first()
+    if row is None:
+        if not Product.objects.filter(pk=product_id).exists():
+            raise ProductNotFound()
+        row = (0, 0)
+    quantity, reserved = row
+    return {
+        "productId": product_id,
+        "quantity": quantity,
+        "reservedQuantity": reserved,
+        "availableQuantity": quantity - reserved,
+    }
+
+
+class ProductStockView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        operation_id="inventory_product_stock",
+        responses={200: StockOutput, 404: OpenApiResponse(description="PRODUCT_NOT_FOUND")},
+        description="Current stock of any product (active or not), read from the database.",
+    )
+    def get(self, request, product_id: int):
+        return Response(StockOutput(stock_view(product_id=product_id)).data)

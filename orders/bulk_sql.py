@@ -1,0 +1,91 @@
+"""One multi-row INSERT (optionally an upsert) for the checkout consumer's hot path.
+
+`QuerySet.bulk_create` prepares every value of every row through its field (about 0.2 ms of CPU per
+row here): for a batch of 1,000 queued requests (orders, items, reservations, request rows, SSE
+events) that was ~1.2 s of Python against ~0.3 s of SQL, far below the consumer's target of
+2,000 orders/s. `insert_rows` builds the same statement from model instances (so field defaults
+still apply), converting each distinct datetime once and passing plain values straight to the
+driver. It does not fetch generated keys (MySQL has no INSERT ... RETURNING): read them back by a
+unique column.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, models
+from django.db.models.constants import OnConflict
+from django.utils import timezone
+
+_PLAIN = (int, str, float, type(None))  # bool is an int
+
+
+def insert_rows(objs: Sequence[models.Model], *, update_fields: Sequence[str] = ()) -> None:
+    """INSERT the instances (all of one model) in one statement; with `update_fields`, rows whose
+    primary or unique key exists are updated instead (ON DUPLICATE KEY UPDATE those columns)."""
+    if not objs:
+        return
+    meta = objs[0]._meta
+    with_pk = getattr(objs[0], meta.pk.attname) is not None
+    fields = [
+        f
+        for f in meta.concrete_fields
+        if (with_pk or not f.primary_key)  # let the database number new rows
+        and not (f.null and all(getattr(obj, f.attname) is None for obj in objs))  # NULL is the column default
+    ]
+    now = timezone.now()
+    for f in fields:  # what pre_save would do for auto_now / auto_now_add
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            for obj in objs:
+                if getattr(obj, f.attname) is None:
+                    setattr(obj, f.attname, now)
+    prepared: dict[datetime.datetime, Any] = {}
+
+    def db_value(field: models.Field, value: Any) -> Any:
+        if isinstance(value, _PLAIN):
+            return value
+        if isinstance(value, datetime.datetime):
+            if value not in prepared:
+                prepared[value] = connection.ops.adapt_datetimefield_value(value)
+            return prepared[value]
+        return field.get_db_prep_save(value, connection)
+
+    qn = connection.ops.quote_name
+    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    sql = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES " + ", ".join(
+        [row_sql] * len(objs)
+    )
+    if update_fields:
+        columns = [meta.get_field(name).column for name in update_fields]
+        sql += " " + connection.ops.on_conflict_suffix_sql(fields, OnConflict.UPDATE, columns, [])
+    params = [db_value(f, getattr(obj, f.attname)) for obj in objs for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def update_by_pk(model: type[models.Model], pk_values: dict[int, Any], column_field: str, **same: Any) -> int:
+    """UPDATE rows by primary key: `column_field` gets a value per row (one CASE), the `same` fields one
+    value for all. E.g. link each answered request to its order and mark them all COMPLETED at once."""
+    if not pk_values:
+        return 0
+    meta = model._meta
+    qn = connection.ops.quote_name
+    pk = qn(meta.pk.column)
+    assignments, params = [], []
+    for name, value in same.items():
+        field = meta.get_field(name)
+        assignments.append(f"{qn(field.column)} = %s")
+        params.append(None if value is None else field.get_db_prep_save(value, connection))
+    case = " ".join(["WHEN %s THEN %s"] * len(pk_values))
+    assignments.append(f"{qn(meta.get_field(column_field).column)} = CASE {pk} {case} END")
+    for key, value in pk_values.items():
+        params += [key, value]
+    params += list(pk_values)
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {', '.join(assignments)} WHERE {pk} IN ({', '.join(['%s'] * len(pk_values))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount

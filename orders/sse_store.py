@@ -1,0 +1,153 @@
+"""SSE events written in the caller's transaction, in bulk, then published after commit.
+
+`common.sse.sse_push` stores one event per call in its own transaction (about six queries) after
+the business commit. The checkout consumer answers hundreds of requests per transaction and must
+answer each exactly once even if it is killed between its commit and the push, so it appends the
+events to django-eventstream's `DjangoModelStorage` tables *inside* its transaction (one bulk
+insert; the per-channel counters locked in name order) and only publishes them to Redis after
+commit. A crash after the commit loses only the live fan-out: the stored event is still replayed to
+any client that (re)connects with `Last-Event-ID`, and the result is readable by polling.
+
+This mirrors `django_eventstream.models.Event.save` (pinned django-eventstream 5.3.x): per channel,
+`EventCounter.value` is the last event id, a placeholder event with eid 0 exists once the channel has
+events, and `Event.data` holds the JSON-encoded *string* of the JSON payload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+from django_eventstream.models import Event, EventCounter
+from django_eventstream.storage import EVENT_TIMEOUT
+
+from common.sse import user_channel
+from orders.bulk_sql import insert_rows
+
+log = logging.getLogger(__name__)
+
+REDIS_PUBSUB_CHANNEL = "events_channel"  # django_eventstream.views.RedisListener subscribes to it
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    channel: str
+    event_type: str
+    data: str  # the JSON text of the payload, as django-eventstream carries it
+    eid: int
+
+
+class SseBatch:
+    """Events for many user channels, stored in the caller's transaction.
+
+        batch = SseBatch(user_ids)      # locks (creating if needed) the channels' counters
+        batch.add(user_id, "checkout-completed", {...})
+        stored = batch.store()          # one bulk insert; publish `stored` after commit
+
+    Lock the counters early (before any hot row): a concurrent `send_event` for one of these users
+    then waits for our commit instead of deadlocking with it.
+    """
+
+    def __init__(self, user_ids: Iterable[int]):
+        if not connection.in_atomic_block:
+            raise RuntimeError("SseBatch must be used inside the caller's transaction")
+        names = sorted({user_channel(user_id) for user_id in user_ids})
+        self.counters = _lock_counters(names)
+        missing = [name for name in names if name not in self.counters]
+        if missing:
+            # INSERT IGNORE only for new channels: on an existing row it would take a shared lock and a
+            # later FOR UPDATE would have to upgrade it (a classic deadlock with `send_event`).
+            EventCounter.objects.bulk_create([EventCounter(name=name) for name in missing], ignore_conflicts=True)
+            self.counters.update(_lock_counters(missing))
+        self.rows: list[Event] = []
+        self.stored: list[StoredEvent] = []
+
+    def add(self, user_id: int, event_type: str, payload: dict[str, Any]) -> None:
+        counter = self.counters[user_channel(user_id)]
+        if counter.value == 0:  # django-eventstream's placeholder, so that replay from id 0 works
+            self.rows.append(Event(channel=counter.name, type="", data="", eid=0))
+        counter.value += 1
+        data = json.dumps(payload, cls=DjangoJSONEncoder)
+        self.rows.append(Event(channel=counter.name, type=event_type, data=json.dumps(data), eid=counter.value))
+        self.stored.append(StoredEvent(counter.name, event_type, data, counter.value))
+
+    def store(self) -> list[StoredEvent]:
+        if self.rows:
+            insert_rows(self.rows)
+            now = timezone.now()
+            for counter in self.counters.values():
+                counter.updated = now
+            insert_rows(list(self.counters.values()), update_fields=["value", "updated"])  # upsert, locked rows
+        return self.stored
+
+
+def _lock_counters(names: list[str]) -> dict[str, EventCounter]:
+    rows = EventCounter.objects.select_for_update().filter(name__in=names).order_by("name")
+    return {counter.name: counter for counter in rows}
+
+
+def sse_push_stored(user_id: int, event_type: str, payload: dict[str, Any]) -> None:
+    """`common.sse.sse_push` in fewer round trips (the enqueue hot path): store in one short
+    transaction, publish after it. Call outside any transaction; a failure is logged, not raised."""
+    try:
+        with transaction.atomic():
+            batch = SseBatch([user_id])
+            batch.add(user_id, event_type, payload)
+            stored = batch.store()
+    except Exception:  # noqa: BLE001 - a notification; the result is readable by polling
+        log.exception("SSE push failed for user %s (%s)", user_id, event_type)
+        return
+    sse_publish(stored)
+
+
+_last_trim = 0.0
+
+
+def sse_trim(*, every_seconds: float = 60, batch: int = 5000) -> int:
+    """Delete stored events older than django-eventstream's retention (EVENT_TIMEOUT minutes), at most
+    one bounded batch every `every_seconds` per process. `send_event` trims on every call; the bulk
+    paths here do not, so the consumer calls this after its commits."""
+    global _last_trim
+    if time.monotonic() - _last_trim < every_seconds:
+        return 0
+    _last_trim = time.monotonic()
+    cutoff = timezone.now() - timedelta(minutes=EVENT_TIMEOUT)
+    ids = list(Event.objects.filter(created__lt=cutoff).order_by("id").values_list("id", flat=True)[:batch])
+    if ids:
+        Event.objects.filter(id__in=ids).delete()
+    return len(ids)
+
+
+def sse_publish(stored: list[StoredEvent]) -> None:
+    """Fan stored events out to every SSE process (Redis pub/sub). Call after commit; never raises."""
+    if not stored:
+        return
+    from django_eventstream.eventstream import redis_client  # built from settings.EVENTSTREAM_REDIS
+
+    if redis_client is None:
+        return
+    try:
+        pipe = redis_client.pipeline(transaction=False)
+        for event in stored:
+            pipe.publish(
+                REDIS_PUBSUB_CHANNEL,
+                json.dumps(
+                    {
+                        "channel": event.channel,
+                        "event_type": event.event_type,
+                        "data": event.data,
+                        "pub_id": str(event.eid),
+                    }
+                ),
+            )
+        pipe.execute()
+    except Exception:  # noqa: BLE001 - live fan-out is best effort; the events are stored
+        log.exception("SSE publish of %d stored events failed", len(stored))

@@ -1,0 +1,225 @@
+"""The queued checkout end to end with real processes: `manage.py run_consumer checkout` and the ASGI
+SSE server (uvicorn) as children, the real broker, database and Redis. Marked slow."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from django_eventstream.models import Event
+
+from common.sse import user_channel
+from inventory.models import Reservation
+from orders.models import Order, QueueRequest
+from orders.queue import queue_request_enqueue
+from orders.sse import sse_token_issue
+from orders.tests.helpers import stock_of
+from orders.tests.queue_support import (
+    Child,
+    answered,
+    bulk_users,
+    child_env,
+    consumer_process,
+    flash_product,
+    free_port,
+    isolated_queue_topic,
+    wait_for_port,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def queue_topic():
+    with isolated_queue_topic() as prefix:
+        yield prefix
+
+
+@pytest.fixture
+def consumer():
+    """Start (and restart) the checkout consumer as a child process; always stopped at the end."""
+    env = child_env()
+    children: list[Child] = []
+
+    def start() -> Child:
+        children.append(consumer_process(env))
+        return children[-1]
+
+    yield start
+    for child in children:
+        child.stop()
+
+
+def enqueue_all(users, product, *, threads: int = 16) -> list[str]:
+    def one(user) -> str:
+        try:
+            return str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(one, users))
+
+
+def assert_each_request_answered_once(users) -> None:
+    """Exactly one stored result event per request, matching its row (counted in the SSE storage)."""
+    counts = Counter(
+        (e["channel"], e["type"])
+        for e in Event.objects.filter(channel__in=[user_channel(u.pk) for u in users], eid__gt=0).values(
+            "channel", "type"
+        )
+    )
+    expected = Counter()
+    for row in QueueRequest.objects.filter(user__in=users).values("user_id", "status"):
+        channel = user_channel(row["user_id"])
+        expected[(channel, "checkout-queued")] += 1
+        expected[(channel, "checkout-completed" if row["status"] == "COMPLETED" else "checkout-failed")] += 1
+    assert counts == expected
+
+
+def test_1000_requests_for_100_units_make_exactly_100_orders_and_answer_everyone(consumer):
+    product = flash_product(stock=100)
+    users = bulk_users(1000)
+
+    # all queued before the consumer answers: once the stock is gone the sold-out flag would refuse the
+    # rest at admission (409 SOLD_OUT without queueing), which is the point of the flag
+    ids = enqueue_all(users, product)
+    child = consumer()
+    wait_until(lambda: answered() == 1000, timeout=60, what=f"all answers; consumer log:\n{child.tail()}")
+
+    assert len(set(ids)) == 1000
+    assert QueueRequest.objects.filter(status="COMPLETED").count() == 100
+    assert QueueRequest.objects.filter(status="FAILED", error_code="SOLD_OUT").count() == 900
+    assert Order.objects.filter(items__product=product).distinct().count() == 100 == Order.objects.count()
+    assert Reservation.objects.filter(product=product, status="ACTIVE").count() == 100
+    assert stock_of(product) == (100, 100)
+    assert_each_request_answered_once(users)
+
+
+def test_a_consumer_killed_mid_stream_and_restarted_still_makes_exactly_100_orders(consumer):
+    product = flash_product(stock=100)
+    users = bulk_users(1000)
+    first = consumer()
+    enqueue_all(users[:40], product)
+    wait_until(lambda: answered() == 40, timeout=30, what=f"the first wave; log:\n{first.tail()}")
+
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # the rest arrives while the consumer answers; it dies before the stock runs out, so nothing is
+        # refused at admission and every one of the 1000 requests is queued
+        rest = background.submit(enqueue_all, users[40:], product, threads=2)
+        wait_until(lambda: answered() >= 50, timeout=30, what="the consumer to be mid-stream", step=0.005)
+        first.kill()  # SIGKILL: no clean shutdown, no offset commit, no leaving the group
+        at_kill = answered()
+        ids = rest.result(60)
+    second = consumer()  # the same group: it resumes from the last committed offsets, replaying the rest
+    wait_until(lambda: answered() == 1000, timeout=60, what=f"all answers after the restart:\n{second.tail()}")
+
+    assert 50 <= at_kill < 100 and len(ids) == 960
+    assert QueueRequest.objects.filter(status="COMPLETED").count() == 100 == Order.objects.count()
+    assert QueueRequest.objects.filter(status="FAILED", error_code="SOLD_OUT").count() == 900
+    assert stock_of(product) == (100, 100)
+    assert Reservation.objects.filter(product=product).count() == 100
+    assert_each_request_answered_once(users)
+
+
+# --- SSE over ASGI ----------------------------------------------------------------------------------
+
+
+class Stream:
+    """A raw SSE client (what EventSource does): GET, then read `event:`/`id:`/`data:` blocks."""
+
+    def __init__(self, port: int, path: str, headers: dict[str, str] | None = None):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        self.conn.request("GET", path, headers={"Accept": "text/event-stream", **(headers or {})})
+        self.response = self.conn.getresponse()
+
+    def next_event(self) -> tuple[str, str | None, str]:
+        kind, event_id, data = "message", None, []
+        while True:
+            line = self.response.readline().decode().rstrip("\n")
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line == "" and (data or kind != "message"):
+                return kind, event_id, "\n".join(data)
+
+    def until(self, kind: str, request_id: str | None = None, timeout: float = 20) -> tuple[str, dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got, event_id, data = self.next_event()
+            if got == kind and (request_id is None or json.loads(data)["requestId"] == request_id):
+                return event_id or "", json.loads(data) if data else {}
+        raise TimeoutError(kind)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_sse_over_asgi_delivers_events_from_other_processes_and_replays_after_reconnect(consumer):
+    product, second = flash_product(stock=10), flash_product(stock=10)
+    user, stranger = bulk_users(2)
+    consumer()
+    port = free_port()
+    sse = Child(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        child_env(SSE_ALLOWED_ORIGINS="http://shop.example"),
+        "sse",
+    )
+    try:
+        wait_for_port(port, timeout=20)
+        token = sse_token_issue(user_id=user.pk)
+        path = f"/api/sse/subscribe/{user.pk}?token={token}"
+
+        refused = Stream(port, f"/api/sse/subscribe/{stranger.pk}?token={token}")
+        assert refused.response.status == 403
+        refused.close()
+        assert Stream(port, f"/api/sse/subscribe/{user.pk}?token=forged").response.status == 401
+
+        stream = Stream(port, path, {"Origin": "http://shop.example"})
+        assert stream.response.status == 200
+        assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+        assert stream.response.getheader("Access-Control-Allow-Origin") == "http://shop.example"
+        stream.until("stream-open")
+
+        # checkout-queued comes from this (web) process, checkout-completed from the consumer process
+        first = str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
+        _, queued = stream.until("checkout-queued", first)
+        last_id, done = stream.until("checkout-completed", first)
+        assert queued["queuePosition"] == 1 and done["status"] == "COMPLETED" and done["orderNumber"]
+        assert last_id.startswith(f"{user_channel(user.pk)}:")
+        stream.close()
+
+        # missed while disconnected ...
+        missed = str(queue_request_enqueue(user_id=user.pk, product_id=second.pk).request.request_id)
+        wait_until(lambda: answered() == 2, timeout=20, what="the second answer")
+
+        # ... and replayed on reconnect with Last-Event-ID, in order
+        again = Stream(port, path, {"Last-Event-ID": last_id})
+        assert again.response.status == 200
+        _, replayed_queued = again.until("checkout-queued", missed)
+        _, replayed_done = again.until("checkout-completed", missed)
+        assert replayed_queued["productId"] == replayed_done["productId"] == second.pk
+        again.close()
+    finally:
+        sse.stop()

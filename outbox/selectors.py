@@ -1,0 +1,115 @@
+"""Reads over the outbox: which events some consumer step has not recorded yet.
+
+The inbox keys events by their canonical id text (`8-4-4-4-12` hex with dashes). The outbox id
+column is a native UUID on MariaDB and char(32) hex on MySQL, so the anti-join converts it in SQL,
+into the inbox column's own collation: a conversion the unique key (consumer, event_id) can still
+serve as an eq_ref lookup (checked with EXPLAIN; without the COLLATE the lookup covers `consumer`
+only and MariaDB materialises every inbox row of the consumer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from functools import cache
+
+from django.db import connection
+
+from outbox.models import DeadLetter, OutboxEvent, ProcessedEvent
+
+INBOX = ProcessedEvent._meta.db_table
+DEAD = DeadLetter._meta.db_table
+OUTBOX = OutboxEvent._meta.db_table
+
+_SAFE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+@cache
+def _column_collation(database: str, table: str, column: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+            [database, table, column],
+        )
+        row = cursor.fetchone()
+    collation = row[0] if row and row[0] else "utf8mb4_general_ci"
+    if not _SAFE.match(collation):
+        raise ValueError(f"unexpected collation {collation!r}")
+    return collation
+
+
+def event_key_sql(alias: str, *, table: str = INBOX) -> str:
+    """SQL for outbox row `alias`'s id as the inbox's text key, collated like `table`.event_id."""
+    collation = _column_collation(connection.settings_dict["NAME"], table, "event_id")
+    if connection.features.has_native_uuid_field:  # MariaDB >= 10.7: UUID type, text has dashes
+        text = f"CAST({alias}.id AS CHAR CHARACTER SET utf8mb4)"
+    else:  # MySQL: char(32) lower-case hex
+        parts = ", ".join(f"SUBSTRING({alias}.id, {start}, {length})" for start, length in _UUID_GROUPS)
+        text = f"CONVERT(CONCAT_WS('-', {parts}) USING utf8mb4)"
+    return f"{text} COLLATE {collation}"
+
+
+_UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+
+
+def recorded_sql(alias: str) -> str:
+    """SQL: the inbox records outbox row `alias` for the consumer given as the next %s parameter."""
+    return f"EXISTS (SELECT 1 FROM {INBOX} p WHERE p.consumer = %s AND p.event_id = {event_key_sql(alias)})"
+
+
+def unapplied_events(
+    *,
+    consumer: str,
+    steps: dict[str, Iterable[str]],
+    created_from: dt.datetime | None,
+    created_before: dt.datetime,
+    after: tuple[dt.datetime, object] | None,
+    limit: int,
+) -> list[OutboxEvent]:
+    """Outbox rows in [created_from, created_before), after the keyset `after` (created_at, id),
+    oldest first, that `consumer` has not recorded, or whose event type has a follow-up step
+    (`steps`: step name -> event types) not recorded yet. Rows dead-lettered by `consumer` and not
+    replayed are left to the operator."""
+    where, params = ["e.created_at < %s"], [_db_datetime(created_before)]
+    if created_from is not None:
+        where.append("e.created_at >= %s")
+        params.append(_db_datetime(created_from))
+    if after is not None:
+        after_id = OutboxEvent._meta.pk.get_db_prep_value(after[1], connection)
+        where.append("(e.created_at > %s OR (e.created_at = %s AND e.id > %s))")
+        params += [_db_datetime(after[0]), _db_datetime(after[0]), after_id]
+    missing = [f"NOT {recorded_sql('e')}"]
+    params.append(consumer)
+    for step, types in steps.items():
+        types = list(types)
+        if types:
+            marks = ", ".join(["%s"] * len(types))
+            missing.append(f"(e.type IN ({marks}) AND NOT {recorded_sql('e')})")
+            params += [*types, step]
+    where.append("(" + " OR ".join(missing) + ")")
+    where.append(
+        f"NOT EXISTS (SELECT 1 FROM {DEAD} d WHERE d.consumer = %s"
+        f" AND d.event_id = {event_key_sql('e', table=DEAD)} AND d.replayed_at IS NULL)"
+    )
+    params.append(consumer)
+    sql = f"SELECT e.* FROM {OUTBOX} e WHERE {' AND '.join(where)} ORDER BY e.created_at, e.id LIMIT %s"
+    return list(OutboxEvent.objects.raw(sql, [*params, limit]))
+
+
+def oldest_unapplied_created_at(*, consumer: str, created_from: dt.datetime | None) -> dt.datetime | None:
+    """created_at of the oldest outbox row `consumer` has not recorded (dead letters excluded)."""
+    rows = unapplied_events(
+        consumer=consumer, steps={}, created_from=created_from, created_before=_far_future(), after=None, limit=1
+    )
+    return rows[0].created_at if rows else None
+
+
+def _db_datetime(value: dt.datetime):
+    """Raw SQL gets what the ORM would send (naive UTC on MySQL/MariaDB)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _far_future() -> dt.datetime:
+    return dt.datetime(9999, 1, 1, tzinfo=dt.UTC)

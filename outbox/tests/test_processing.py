@@ -1,0 +1,221 @@
+"""Applying events once (inbox + handler in one transaction), publications, the fallback, the purge."""
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from outbox.events import Event, OutboxMessage, event_from_row
+from outbox.handlers import Publication
+from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
+from outbox.processing import WATERMARK_NAME, event_apply, outbox_fallback_run, outbox_purge_run
+from outbox.services import outbox_enqueue
+from outbox.tests.processes import ensure_topics, read_messages
+from shop.models import Category
+
+
+def an_event(event_type: str = "TestCreated", **payload) -> Event:
+    return Event(id=str(uuid.uuid4()), type=event_type, aggregate_type="test", aggregate_id="1", payload=payload)
+
+
+def create_category(event: Event) -> None:
+    Category.objects.create(name=event.payload["name"])
+
+
+def enqueue(event_type: str, *, age: float = 0.0, **payload) -> OutboxEvent:
+    """An outbox row written like the services write it, created `age` seconds ago."""
+    with transaction.atomic():
+        row = outbox_enqueue(aggregate_type="test", aggregate_id=1, event_type=event_type, payload=payload)
+    if age:
+        OutboxEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - dt.timedelta(seconds=age))
+        row.refresh_from_db()
+    return row
+
+
+@pytest.mark.django_db
+def test_an_event_is_applied_once_and_recorded_with_its_effect(register_handler):
+    register_handler("TestCreated", create_category)
+    event = an_event(name="one")
+
+    assert event_apply(event, source="test") is True
+    assert event_apply(event, source="test") is False  # the same event again: no effect
+
+    assert list(Category.objects.values_list("name", flat=True)) == ["one"]
+    assert list(ProcessedEvent.objects.values_list("consumer", "event_id")) == [("outbox", event.id)]
+
+
+@pytest.mark.django_db
+def test_a_failing_handler_leaves_neither_effect_nor_inbox_record(register_handler):
+    def half_then_fail(event: Event) -> None:
+        create_category(event)
+        raise RuntimeError("downstream broke")
+
+    register_handler("TestCreated", half_then_fail)
+    event = an_event(name="one")
+    with pytest.raises(RuntimeError):
+        event_apply(event, source="test")
+    assert Category.objects.count() == 0 and ProcessedEvent.objects.count() == 0
+
+    register_handler("TestCreated", create_category)  # fixed: the retry applies it
+    assert event_apply(event, source="test") is True
+    assert Category.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_event_without_handler_is_recorded_as_seen():
+    event = an_event("NobodyHandlesThis")
+    assert event_apply(event, source="test") is True
+    assert ProcessedEvent.objects.filter(event_id=event.id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_coupon_issued_pushes_sse_after_commit():
+    from django_eventstream.models import Event as SseEvent
+
+    event = an_event("CouponIssued", userCouponId=11, couponId=3, userId=4242)
+    event_apply(event, source="test")
+    event_apply(event, source="test")
+
+    pushed = SseEvent.objects.filter(channel="user-4242", type="coupon-issued")
+    assert [sse_data(e) for e in pushed] == [{"userCouponId": 11, "couponId": 3}]
+
+
+def sse_data(sse_event) -> dict:
+    data = json.loads(sse_event.data)
+    return json.loads(data) if isinstance(data, str) else data
+
+
+@pytest.fixture
+def publication_topic(settings):
+    settings.KAFKA_TOPIC_PREFIX = f"{settings.KAFKA_GROUP_PREFIX}_{uuid.uuid4().hex[:10]}"
+    name = f"{settings.KAFKA_TOPIC_PREFIX}.test-feed"
+    ensure_topics([name])
+    return name
+
+
+@pytest.mark.django_db
+def test_a_publication_is_sent_once_and_retried_until_sent(register_handler, publication_topic):
+    target = {"topic": "invalid topic name!"}
+
+    def build(event: Event) -> OutboxMessage:
+        return OutboxMessage(
+            target["topic"], b"k", json.dumps(event.payload).encode(), [("eventId", event.id.encode())]
+        )
+
+    register_handler("TestCreated", create_category, publications=[Publication("outbox.test-feed", build)])
+    event = an_event(name="one")
+
+    with pytest.raises(Exception):  # noqa: B017 - the broker refuses: whatever it raises
+        event_apply(event, source="test")
+    # The effect committed; the publication is not recorded, so a retry sends it.
+    assert Category.objects.count() == 1
+    assert not ProcessedEvent.objects.filter(consumer="outbox.test-feed").exists()
+
+    target["topic"] = publication_topic
+    assert event_apply(event, source="test") is False  # effect: duplicate; publication: sent now
+    assert event_apply(event, source="test") is False  # and not again
+    messages = read_messages(publication_topic, expect=1)
+    assert [json.loads(m.value()) for m in messages] == [{"name": "one"}]
+    assert Category.objects.count() == 1
+    assert ProcessedEvent.objects.filter(consumer="outbox.test-feed", event_id=event.id).count() == 1
+
+
+@pytest.mark.django_db
+def test_fallback_applies_every_old_unapplied_event_oldest_first_across_batches(register_handler, settings):
+    settings.OUTBOX_FALLBACK_BATCH = 4
+    settings.OUTBOX_FALLBACK_AFTER_SECONDS = 30
+    applied: list[str] = []
+    register_handler("TestCreated", lambda e: applied.append(e.payload["name"]))
+    old = [enqueue("TestCreated", age=100 - i, name=f"old{i}") for i in range(10)]  # old0 is the oldest
+    done = enqueue("TestCreated", age=50, name="done")
+    event_apply(event_from_row(done), source="test")
+    applied.clear()
+    enqueue("TestCreated", age=5, name="young")  # not old enough: the consumer still has time
+
+    report = outbox_fallback_run()
+
+    assert applied == [f"old{i}" for i in range(10)]
+    assert (report.applied, report.failed) == (10, 0)
+    assert ProcessedEvent.objects.filter(consumer="outbox").count() == 11
+    watermark = FallbackWatermark.objects.get(name=WATERMARK_NAME).position
+    assert timezone.now() - dt.timedelta(seconds=31) < watermark < timezone.now() - dt.timedelta(seconds=29)
+
+    assert outbox_fallback_run().applied == 0  # nothing twice
+    assert len(old) == 10
+
+
+@pytest.mark.django_db
+def test_fallback_keeps_going_past_a_failure_and_retries_it_next_time(register_handler, settings):
+    settings.OUTBOX_FALLBACK_BATCH = 2
+    broken = {"bad"}
+    applied: list[str] = []
+
+    def apply(event: Event) -> None:
+        if event.payload["name"] in broken:
+            raise RuntimeError("not yet")
+        applied.append(event.payload["name"])
+
+    register_handler("TestCreated", apply)
+    enqueue("TestCreated", age=90, name="a")
+    bad = enqueue("TestCreated", age=80, name="bad")
+    enqueue("TestCreated", age=70, name="c")
+
+    report = outbox_fallback_run()
+    assert (report.applied, report.failed, applied) == (2, 1, ["a", "c"])
+    assert FallbackWatermark.objects.get(name=WATERMARK_NAME).position == bad.created_at  # held back
+
+    broken.clear()
+    report = outbox_fallback_run()
+    assert (report.applied, report.failed, applied) == (1, 0, ["a", "c", "bad"])
+
+
+@pytest.mark.django_db
+def test_fallback_leaves_dead_letters_to_the_operator(register_handler):
+    applied: list[str] = []
+    register_handler("TestCreated", lambda e: applied.append(e.payload["name"]))
+    row = enqueue("TestCreated", age=90, name="poison")
+    DeadLetter.objects.create(consumer="outbox", event_id=str(row.id), error="boom", attempts=5)
+
+    assert outbox_fallback_run().applied == 0 and applied == []
+
+    DeadLetter.objects.update(replayed_at=timezone.now())  # replayed (but, say, not applied)
+    assert outbox_fallback_run().applied == 1 and applied == ["poison"]
+
+
+@pytest.mark.django_db
+def test_fallback_sends_a_publication_that_was_not_recorded(register_handler, publication_topic):
+    def build(event: Event) -> OutboxMessage:
+        return OutboxMessage(publication_topic, b"k", json.dumps(event.payload).encode(), [])
+
+    register_handler("TestCreated", create_category, publications=[Publication("outbox.test-feed", build)])
+    row = enqueue("TestCreated", age=90, name="x")
+    ProcessedEvent.objects.create(consumer="outbox", event_id=str(row.id))  # applied, feed not sent
+
+    report = outbox_fallback_run()
+
+    assert report.duplicates == 1 and Category.objects.count() == 0  # the effect is not repeated
+    assert [json.loads(m.value()) for m in read_messages(publication_topic, expect=1)] == [{"name": "x"}]
+    assert outbox_fallback_run().duplicates == 0
+
+
+@pytest.mark.django_db
+def test_purge_deletes_only_old_rows_every_step_recorded(register_handler, publication_topic, settings):
+    settings.OUTBOX_PURGE_AFTER_DAYS = 7
+    register_handler("TestCreated", lambda e: None)
+    register_handler("TestFed", lambda e: None, publications=[Publication("outbox.test-feed", lambda e: None)])
+    days = 24 * 3600
+    applied_old = enqueue("TestCreated", age=8 * days)
+    unapplied_old = enqueue("TestCreated", age=8 * days)
+    applied_young = enqueue("TestCreated", age=6 * days)
+    fed_old = enqueue("TestFed", age=8 * days)
+    unfed_old = enqueue("TestFed", age=8 * days)
+    for row in (applied_old, applied_young, fed_old, unfed_old):
+        ProcessedEvent.objects.create(consumer="outbox", event_id=str(row.id))
+    ProcessedEvent.objects.create(consumer="outbox.test-feed", event_id=str(fed_old.id))
+
+    assert outbox_purge_run(batch_size=1) == 2
+
+    assert set(OutboxEvent.objects.values_list("id", flat=True)) == {unapplied_old.id, applied_young.id, unfed_old.id}
