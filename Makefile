@@ -51,7 +51,7 @@ down:  ## stop the background system and the services
 test: services  ## lint, migration check and the whole test suite against the real services
 	@$(PY) -m ruff check .
 	@$(PY) manage.py makemigrations --check --dry-run -v 1
-	@DJANGO_ENV=test $(PY) -m pytest $(PYTEST_ARGS)
+	@DJANGO_ENV=test $(PY) -m pytest -m "not browser and not faults" $(PYTEST_ARGS)
 
 test-browser: services  ## browser tests in headless Chromium
 	@DJANGO_ENV=test $(PY) -m pytest -m browser $(PYTEST_ARGS)
