@@ -272,6 +272,10 @@ class Service:
     def start(self) -> subprocess.Popen[bytes]:
         raise NotImplementedError
 
+    def compatible(self) -> bool:
+        """Does a server we did not start answer on our port like the one we would start?"""
+        return False
+
     def ready(self) -> bool:
         return port_open(self.ip, self.port)
 
@@ -314,6 +318,13 @@ class Service:
             say(f"{self.name}: pid {pid} is up but not ready yet, waiting")
             self.wait_ready(None)
         else:
+            if port_open(self.ip, self.port) and self.compatible():
+                # e.g. the instance of another checkout of this project (CI clones next to a dev tree)
+                say(
+                    f"{self.name}: {self.ip}:{self.port} already answers as this project's {self.name} "
+                    "(not started by this checkout); using it as it is"
+                )
+                return
             if port_open(self.ip, self.port):
                 raise ServiceError(
                     f"{self.name}: "
@@ -470,6 +481,24 @@ log_error = {self.logs / "mariadb.err"}
             cmd + ["-e", statements], capture_output=True, text=True, timeout=timeout, env=self.client_env()
         )
 
+    def compatible(self) -> bool:
+        cmd = [
+            require("mariadb"),
+            "--no-defaults",
+            f"-h{self.ip}",
+            f"-P{self.port}",
+            f"-u{self.cfg.db_user}",
+            "--batch",
+            "-e",
+            "SELECT @@log_bin, @@binlog_format",
+        ]
+        env = {**self.client_env(), "MYSQL_PWD": self.cfg.db_password}
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=5, env=env)
+        except subprocess.TimeoutExpired:
+            return False
+        return result.returncode == 0 and "ROW" in result.stdout
+
     def ready(self) -> bool:
         if not self.socket_path.exists():
             return False
@@ -612,6 +641,9 @@ class Redis(Service):
         lines = reply.split(b"\r\n")
         return lines[len(commands) - 1] if len(lines) >= len(commands) else b""
 
+    def compatible(self) -> bool:
+        return self.ready()
+
     def ready(self) -> bool:
         try:
             return self.command("PING") == b"+PONG"
@@ -702,6 +734,9 @@ class Tansu(Service):
         )
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc
+
+    def compatible(self) -> bool:
+        return self.ready()
 
     def ready(self) -> bool:
         return kafka_api_versions_ok(self.ip, self.port)
