@@ -33,7 +33,8 @@ def inbox_claim(*, consumer: str, event_id: str) -> bool:
         raise RuntimeError("inbox_claim must run inside the transaction that applies the event")
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT IGNORE INTO outbox_processed_event (consumer, event_id, processed_at) VALUES (%s, %s, NOW(6))",
+            "INSERT IGNORE INTO outbox_processed_event (consumer, event_id, processed_at)"
+            " VALUES (%s, %s, UTC_TIMESTAMP(6))",  # Django stores UTC; NOW() follows the server's zone
             [consumer, event_id],
         )
         return cursor.rowcount == 1

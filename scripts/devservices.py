@@ -226,7 +226,7 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subpr
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=REPO_ROOT,
-            env=env,
+            env={**(env if env is not None else os.environ), "TZ": "UTC"},
         )
 
 
@@ -452,6 +452,8 @@ max_connections = 500
 character-set-server = utf8mb4
 collation-server = utf8mb4_unicode_ci
 transaction_isolation = READ-COMMITTED
+# UTC whatever TZ the starting process has (Django sets TZ to settings.TIME_ZONE in its process).
+default_time_zone = '+00:00'
 skip-name-resolve
 # Local development speed: flush the redo log/binlog about once a second instead of
 # per commit. A crash of this machine may lose the last second; never use in production.
