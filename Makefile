@@ -73,5 +73,8 @@ tokens: seed  ## write access tokens for users 1..1000 to k6/results/tokens.json
 bench: seed  ## run a benchmark/load scenario: make bench SCENARIO=<name> (see k6/README.md)
 	@scripts/bench.sh $(SCENARIO)
 
+capacity: seed  ## the event simulation at 100/300/500/1000 VUs -> one table and chart (LEVELS=...)
+	@scripts/capacity.sh
+
 bench-queue: services  ## orders/s on one hot product: queue consumer vs synchronous checkout (BENCH_ARGS=...)
 	@$(PY) manage.py bench_queue --out k6/results/bench-queue.json $(BENCH_ARGS)

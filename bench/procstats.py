@@ -5,8 +5,8 @@
 Reads /proc directly (no psutil). Each row: `t` (unix seconds), `role`, `cpu` (% of one core over the
 last interval, summed over the role's processes), `rss_mb`, `procs`. Roles:
 gunicorn, uvicorn, celery, consumers (run_consumer, outbox_relay) — the processes of our stack: those in
-the session of `--stack-pid` (honcho runs under setsid), or every matching process when no pid is
-given; mariadbd, redis-server, tansu (shared services); k6 (its command line contains `--k6-marker`).
+the process tree under `--stack-pid` (honcho), or every matching process when no pid is given;
+mariadbd, redis-server, tansu (shared services); k6 (its command line contains `--k6-marker`).
 Role `host` carries the 1-minute load average in `cpu` and used memory in `rss_mb`.
 Stops on SIGTERM/SIGINT.
 """
@@ -34,7 +34,7 @@ STACK_ROLES = (
 
 
 def read_proc(pid: int) -> tuple[str, int, int, float, str] | None:
-    """(comm, session id, cpu ticks, rss MB, cmdline) of one process, or None if it is gone."""
+    """(comm, parent pid, cpu ticks, rss MB, cmdline) of one process, or None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -42,16 +42,24 @@ def read_proc(pid: int) -> tuple[str, int, int, float, str] | None:
         return None
     comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     fields = stat[stat.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state): session = field 6, utime/stime = 14/15, rss = 24 (pages).
-    return comm, int(fields[3]), int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE_MB, cmdline
+    # fields[0] is field 3 (state): ppid = field 4, utime/stime = 14/15, rss = 24 (pages).
+    return comm, int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE_MB, cmdline
 
 
-def role_of(comm: str, sid: int, cmdline: str, stack_pid: int | None, k6_marker: str | None) -> str | None:
+def descends_from(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        pid = parents.get(pid, 0)
+    return False
+
+
+def role_of(comm: str, in_stack: bool, cmdline: str, k6_marker: str | None) -> str | None:
     if comm in SHARED:
         return SHARED[comm]
     if comm == "k6" or cmdline.startswith(("k6 ", ".venv/bin/k6")) or "/k6 run" in cmdline:
         return "k6" if (k6_marker is None or k6_marker in cmdline) else None
-    if stack_pid is not None and sid != stack_pid:
+    if not in_stack:
         return None
     for needle, role in STACK_ROLES:
         if needle in cmdline:
@@ -67,17 +75,17 @@ def host_memory_mb() -> float:
 
 def sample(stack_pid: int | None, k6_marker: str | None) -> dict[int, tuple[str, int, float]]:
     """pid -> (role, cpu ticks, rss MB) for every process we track."""
-    found = {}
+    procs = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        info = read_proc(int(entry))
-        if info is None:
-            continue
-        comm, sid, ticks, rss, cmdline = info
-        role = role_of(comm, sid, cmdline, stack_pid, k6_marker)
+        if entry.isdigit() and (info := read_proc(int(entry))) is not None:
+            procs[int(entry)] = info
+    parents = {pid: info[1] for pid, info in procs.items()}
+    found = {}
+    for pid, (comm, _, ticks, rss, cmdline) in procs.items():
+        in_stack = stack_pid is None or descends_from(pid, stack_pid, parents)
+        role = role_of(comm, in_stack, cmdline, k6_marker)
         if role:
-            found[int(entry)] = (role, ticks, rss)
+            found[pid] = (role, ticks, rss)
     return found
 
 

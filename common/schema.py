@@ -1,12 +1,56 @@
-"""drf-spectacular glue: unique component names for nested view serializers, and every 2xx body
-shown inside the `{success, data}` envelope."""
+"""drf-spectacular glue: unique component names for nested view serializers, every 2xx body shown
+inside the `{success, data}` envelope, and the error answers every operation can give."""
 
 from __future__ import annotations
 
 from drf_spectacular import openapi
+from rest_framework_simplejwt.views import TokenViewBase
+
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+ERRORS = {
+    "400": "INVALID_INPUT / INVALID_PARAMETER / MALFORMED_JSON: the request is not valid (`data.fields` names them).",
+    "401": "UNAUTHORIZED: no valid Bearer access token.",
+    "403": "FORBIDDEN: a `userId` in the path, query or body names another user.",
+    "404": "An id in the path or body names nothing the caller may see (e.g. ORDER_NOT_FOUND, PRODUCT_NOT_FOUND).",
+    "409": "The request conflicts with the current state (e.g. INSUFFICIENT_STOCK, ORDER_NOT_PAYABLE).",
+    "422": "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used with another body.",
+    "429": "RATE_LIMITED: too many requests from this caller; see Retry-After.",
+    "503": "DATABASE_UNAVAILABLE / CACHE_UNAVAILABLE / BUSY_RETRY / QUEUE_UNAVAILABLE: retry after Retry-After.",
+}
 
 
 class AutoSchema(openapi.AutoSchema):
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        """Document the error answers the shared machinery can give, so clients (and schemathesis)
+        know every status an operation may return; an explicit entry in `@extend_schema` wins."""
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        responses = operation["responses"]
+        for status in self._error_statuses(operation):
+            responses.setdefault(status, {"description": ERRORS[status]})
+        for status, response in responses.items():
+            if not str(status).startswith("2") and "content" not in response:
+                response["content"] = ERROR_CONTENT
+        return operation
+
+    def _error_statuses(self, operation: dict) -> list[str]:
+        has_input = bool(operation.get("parameters") or operation.get("requestBody"))
+        has_ids = "{" in self.path or "requestBody" in operation
+        secured = any(requirement for requirement in operation.get("security", []))
+        writes = self.method in ("POST", "PUT", "PATCH", "DELETE")
+        wanted = {
+            "400": has_input,
+            "401": secured or isinstance(self.view, TokenViewBase),  # a token endpoint: wrong credentials
+            "403": secured,
+            "404": has_ids,
+            "409": writes,
+            "422": self.method == "POST",
+            "429": bool(getattr(self.view, "throttle_scope", None)),
+            "503": True,
+        }
+        return [status for status, needed in wanted.items() if needed]
+
     def get_serializer_name(self, serializer, direction):
         """`CheckoutInitiateView.Input` -> `CheckoutInitiateInput` (not one shared `Input`)."""
         name = super().get_serializer_name(serializer, direction)

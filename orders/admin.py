@@ -63,4 +63,6 @@ class OrderAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"order {pk}: {exc.message}", level=messages.WARNING)
         self.message_user(request, f"{done} order(s) cancelled.")
-from orders import admin_queue  # noqa: E402,F401 - flash-sale queue controls
+
+
+from orders import admin_queue  # noqa: E402,F401 - registers the flash-sale queue controls

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -136,7 +136,9 @@ class OrdersView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("userId", int), OpenApiParameter("lastId", int), OpenApiParameter("size", int)],
-        responses=OrderOutput(many=True),
+        responses=inline_serializer(
+            "OrderPage", {"contents": OrderOutput(many=True), "lastId": serializers.IntegerField(allow_null=True)}
+        ),
         operation_id="orders_list",
     )
     def get(self, request):

@@ -5,7 +5,7 @@ The request row is the claim; the Kafka message is only a wake-up that names it.
 Web, `queue_request_enqueue` (runs outside any transaction: it talks to Kafka):
   1. validate the product; admission in Redis (one script): refuse a product flagged sold out,
      else take the next queue position;
-  2. INSERT the row (QUEUED, live=1) in its own short transaction. The unique key
+  2. INSERT the row (QUEUED, live=1), committed at once (autocommit). The unique key
      (user, product, live) is the one-live-request rule, enforced by the database;
   3. produce {requestId, ...} keyed `product:<id>` and wait for the broker's ack (bounded);
   4. no ack: *withdraw* the claim, `DELETE ... WHERE status = 'QUEUED'`. Deleted: 503
@@ -25,7 +25,9 @@ its lock, so:
   - a claim whose message never left (the web process died between steps 2 and 3) is answered by
     the next batch of the same product, or by an operator "process waiting requests" (a wake
     message), so it is neither lost nor blocking its user forever;
-  - a withdrawal racing the consumer is serialized by the row lock: exactly one of them wins.
+  - a withdrawal racing the consumer is serialized by the row lock: exactly one of them wins;
+  - a paused product (FlashSaleControl) is skipped: its rows stay QUEUED and its offsets move on;
+    resuming sends a wake message, and that batch answers every waiting row in admission order.
 
 Why not produce first and insert after the ack: the one-live-request check would then come after the
 message is on the queue; two concurrent requests of one user would both be queued, and a message
@@ -48,7 +50,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from confluent_kafka import Producer
 from django.conf import settings
 from django.core.cache import caches
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -60,7 +61,7 @@ from redis.exceptions import RedisError
 
 from common.db import run_in_transaction
 from common.errors import CacheUnavailable, Conflict, DependencyUnavailable, NotFound, ValidationFailed
-from common.kafka import ProduceFailed, get_producer, produce_and_wait, reset_producer, topic
+from common.kafka import ProduceFailed, produce_and_wait, topic
 from inventory.models import Reservation, Stock
 from orders.bulk_sql import insert_rows, update_by_pk
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
@@ -162,11 +163,9 @@ def queue_request_enqueue(*, user_id: int, product_id: int, quantity: int = 1) -
     except AlreadyQueued:
         _count_answered(product_id)
         raise
-    producer = get_producer()
     try:
         produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{product_id}", value=_message(request))
     except ProduceFailed as exc:
-        _drop_stuck_producer(exc, producer)
         served = _withdraw(request)
         if served is None:
             _count_answered(product_id)
@@ -186,19 +185,6 @@ def queue_request_enqueue(*, user_id: int, product_id: int, quantity: int = 1) -
         },
     )
     return QueueTicket(request=request, estimated_wait_seconds=wait)
-
-
-# After a request times out in flight, librdkafka bumps the idempotent producer's epoch and tansu
-# answers PRODUCER_FENCED: from then on every message of that producer fails. These codes mean
-# "this producer is done", not "the broker is down"; `produce_and_wait` does not reset on them.
-_STUCK_PRODUCER_CODES = ("PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "UNKNOWN_PRODUCER_ID", "_FENCED")
-
-
-def _drop_stuck_producer(exc: ProduceFailed, producer: Producer) -> None:
-    """Reset the shared producer once (not again if another thread already replaced it)."""
-    if any(f"code={code}," in str(exc) for code in _STUCK_PRODUCER_CODES) and get_producer() is producer:
-        log.warning("queue: dropping the shared producer after %s", exc)
-        reset_producer()
 
 
 def _flash_sale_product(product_id: int) -> Product:

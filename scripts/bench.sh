@@ -54,8 +54,8 @@ for var in VUS TIME_SCALE THINK_MIN THINK_MAX DURATION; do
 done
 echo "[bench] k6 run k6/$SCENARIO.js ${VUS:+(VUS=$VUS)} -> $RAW_DIR"
 set +e
-K6_CSV_TIME_FORMAT=unix_milli .venv/bin/k6 run -q "${K6_ENV[@]}" \
-  --system-tags status,name,method,scenario --out "csv=$RAW_DIR/samples.csv.gz" "k6/$SCENARIO.js"
+K6_CSV_TIME_FORMAT=unix_milli .venv/bin/k6 run -q --address 127.0.0.1:0 "${K6_ENV[@]}" \
+  --system-tags status,name,method,scenario,error_code --out "csv=$RAW_DIR/samples.csv.gz" "k6/$SCENARIO.js"
 K6_RC=$?
 set -e
 kill "$SAMPLER" 2>/dev/null || true
@@ -72,7 +72,7 @@ cat "$RAW_DIR/audit.txt"
 
 # 5. report
 $PY bench/report.py run --raw "$RAW_DIR" --out "$REPORT_DIR" --scenario "$SCENARIO" \
-  --k6-exit "$K6_RC" --audit-exit "$AUDIT_RC" --web "workers=${WEB_WORKERS:-2} threads=${WEB_THREADS:-8}"
+  --k6-exit "$K6_RC" --audit-exit "$AUDIT_RC" --web "gunicorn gthread workers=${WEB_WORKERS:-2} threads=${WEB_THREADS:-8}${GUNICORN_CMD_ARGS:+ $GUNICORN_CMD_ARGS}"
 echo "[bench] report: $REPORT_DIR/report.md (k6 exit $K6_RC, audit exit $AUDIT_RC)"
 echo "$REPORT_DIR" >"$RAW_DIR/report-dir"
 exit "$AUDIT_RC"

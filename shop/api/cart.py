@@ -62,7 +62,7 @@ class CartDetailView(APIView):
     def get(self, request):
         return cart_response(query_user_id(request))
 
-    @extend_schema(parameters=[USER_ID], responses=CartOutput, operation_id="cart_clear")
+    @extend_schema(parameters=[USER_ID], responses={200: CartOutput}, operation_id="cart_clear")
     def delete(self, request):
         user_id = query_user_id(request)
         cart_clear(user_id=user_id)
@@ -123,7 +123,9 @@ class CartItemView(APIView):
         cart_item_update_quantity(user_id=user_id, item_id=item_id, quantity=quantity)
         return cart_response(user_id)
 
-    @extend_schema(parameters=[USER_ID], responses=CartOutput, operation_id="cart_item_remove", description=CART_ERRORS)
+    @extend_schema(
+        parameters=[USER_ID], responses={200: CartOutput}, operation_id="cart_item_remove", description=CART_ERRORS
+    )
     def delete(self, request, item_id: int):
         user_id = query_user_id(request)
         cart_item_remove(user_id=user_id, item_id=item_id)

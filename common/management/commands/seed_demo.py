@@ -12,7 +12,7 @@ import random
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
@@ -48,6 +48,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-sales", action="store_true", help="skip the past sales")
 
     def handle(self, *args, **opts):
+        if settings.PRODUCTION:  # users and an admin with well-known passwords: never in production
+            raise CommandError("seed_demo creates accounts with known passwords; refused when DJANGO_ENV=production")
         self.seed_users(opts["users"])
         self.seed_catalog(opts["products"], opts["flash_products"], opts["flash_stock"], opts["stock"])
         self.seed_wallets(opts["users"], opts["balance"])

@@ -1,0 +1,341 @@
+"""A complete, private copy of the system for fault tests: its own MariaDB, Redis and broker (started
+by `scripts/devservices.py` under another RUN_DIR and other ports) and the real processes of the
+Procfile running against them. Tests stop, restart and kill -9 pieces of THIS copy only; the shared
+services other engineers use (3307/6380/9092) are never touched.
+
+Everything here talks to the copy from the outside, as an operator would: HTTP to gunicorn, SQL
+through a fresh connection per query (so a restarted server is simply reconnected to), and
+`manage.py` subprocesses with the copy's environment (the auditor, token issuing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import MySQLdb
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = ".run-faults"
+DB_PORT, REDIS_PORT, KAFKA_PORT = 3327, 6400, 9102
+
+# Our configuration variables: none may leak from the test run (which points at the shared services).
+OURS = (
+    *("DB_", "REDIS_", "KAFKA_", "CELERY_", "DJANGO_", "OUTBOX_", "THROTTLE_", "ORDER_", "QUEUE_", "SSE_", "JWT_"),
+    "IDEMPOTENCY_",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stack_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OURS) and k not in ("RUN_DIR", "LOCAL_SERVICES")}
+    env.update(
+        RUN_DIR=RUN_DIR,
+        DJANGO_ENV="local",
+        DB_PORT=str(DB_PORT),
+        DB_NAME="shop",
+        REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{KAFKA_PORT}",
+        # Short Kafka group timings: a (re)joining consumer gets its partitions in about a second.
+        KAFKA_SESSION_TIMEOUT_MS="2000",
+        KAFKA_HEARTBEAT_INTERVAL_MS="500",
+        # The fallback applies what the relay/consumer path has not after 2 s (when it is run).
+        OUTBOX_FALLBACK_AFTER_SECONDS="2",
+        # A request whose web worker was killed leaves its Idempotency-Key claimed: a retry may take
+        # it over after this long (60 s by default), so the clients' retries finish in seconds.
+        IDEMPOTENCY_STALE_SECONDS="3",
+        DB_CONN_MAX_AGE="60",
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Stack:
+    web_port: int = field(default_factory=free_port)
+    processes: dict[str, Process] = field(default_factory=dict)
+    log_dir: Path = ROOT / RUN_DIR / "logs"
+
+    # --- services --------------------------------------------------------------------------
+
+    def services(self, command: str, only: str = "mariadb,redis,kafka") -> float:
+        """`devservices.py up|down` for some of the copy's services; returns the seconds it took."""
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "scripts/devservices.py", command],
+            cwd=ROOT,
+            env=stack_env(LOCAL_SERVICES=only),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"devservices {command} ({only}) failed:\n{result.stdout}\n{result.stderr}")
+        return time.monotonic() - started
+
+    def manage(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=stack_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def build(self, users: int = 50) -> None:
+        """A fresh copy: stop anything a crashed run left, wipe its folder, start, migrate, seed."""
+        self.kill_leftovers()
+        with contextlib.suppress(RuntimeError):
+            self.services("down")
+        shutil.rmtree(ROOT / RUN_DIR, ignore_errors=True)
+        self.services("up")
+        self.manage("migrate", "--noinput", "-v", "0")
+        self.manage("seed_demo", "--users", str(users), "--no-sales")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- processes (the Procfile's commands) -------------------------------------------------
+
+    def define(self) -> None:
+        venv = Path(sys.executable).parent
+        manage = [sys.executable, "manage.py"]
+        self.processes = {
+            name: Process(name, argv)
+            for name, argv in {
+                "web": [
+                    str(venv / "gunicorn"),
+                    "config.wsgi:application",
+                    "-k",
+                    "gthread",
+                    "-w",
+                    "2",
+                    "--threads",
+                    "4",
+                    "-b",
+                    f"127.0.0.1:{self.web_port}",
+                    "--log-level",
+                    "warning",
+                    "--graceful-timeout",
+                    "2",
+                ],
+                "worker": [
+                    str(venv / "celery"),
+                    "-A",
+                    "config",
+                    "worker",
+                    "--concurrency=2",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-n",
+                    "faults@%h",
+                    "-l",
+                    "info",
+                ],
+                "checkout": [*manage, "run_consumer", "checkout"],
+                "relay": [*manage, "outbox_relay"],
+                "outbox": [*manage, "run_consumer", "outbox"],
+            }.items()
+        }
+
+    @property
+    def pid_file(self) -> Path:
+        return ROOT / RUN_DIR / "processes.pids"
+
+    def kill_leftovers(self) -> None:
+        """Process groups a previous, interrupted run started (by the pids it recorded, never by name)."""
+        with contextlib.suppress(OSError):
+            for line in self.pid_file.read_text().split():
+                pgid = int(line)
+                with contextlib.suppress(OSError):
+                    if f"\0RUN_DIR={RUN_DIR}\0".encode() in b"\0" + Path(f"/proc/{pgid}/environ").read_bytes():
+                        os.killpg(pgid, signal.SIGKILL)
+
+    def start(self, name: str) -> Process:
+        process = self.processes[name]
+        assert not process.alive(), f"{name} runs already"
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            process.proc = subprocess.Popen(
+                process.argv,
+                cwd=ROOT,
+                env=stack_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: we can signal it and its children
+            )
+        with self.pid_file.open("a") as pids:
+            pids.write(f"{process.pid}\n")
+        return process
+
+    def start_all(self) -> None:
+        self.define()
+        for name in self.processes:
+            self.start(name)
+        self.wait(self.ready, timeout=60, what="/readyz 200")
+        self.wait(lambda: self.relay_active(), timeout=30, what="the relay to hold its lock")
+
+    def kill9(self, name: str) -> None:
+        """kill -9 of the process and its children (its process group), as when its container dies:
+        no signal handler, no `finally`, no flush."""
+        process = self.processes[name]
+        assert process.alive(), f"{name} is not running:\n{self.log(name)}"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.proc.wait(10)
+
+    def restart(self, name: str) -> Process:
+        """What a supervisor does after a crash."""
+        return self.start(name)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.get(name)
+        if process is None or process.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)  # the group: gunicorn/celery children too
+        try:
+            process.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.proc.wait(5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # anything orphaned inside the group (kill -9 leftovers)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop(name)
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: p.pid if p.alive() else None for name, p in self.processes.items()}
+
+    def children(self, name: str) -> list[int]:
+        """Child pids of a process (gunicorn workers, celery pool processes)."""
+        path = Path(f"/proc/{self.processes[name].pid}/task/{self.processes[name].pid}/children")
+        with contextlib.suppress(OSError):
+            return [int(pid) for pid in path.read_text().split()]
+        return []
+
+    def log(self, name: str, tail: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return "\n".join(lines[-tail:])
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self.processes)
+
+    # --- looking at it -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/readyz", timeout=3).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """One query on a fresh connection (the server may have restarted since the last one)."""
+        connection = MySQLdb.connect(
+            host="127.0.0.1", port=DB_PORT, user="shop", password="shop", database="shop", connect_timeout=3
+        )
+        try:
+            cursor = connection.cursor()
+            cursor.execute(query, params)
+            rows = list(cursor.fetchall())
+            connection.commit()
+            return rows
+        finally:
+            connection.close()
+
+    def value(self, query: str, params: tuple = ()) -> Any:
+        return self.sql(query, params)[0][0]
+
+    def relay_active(self) -> bool:
+        with contextlib.suppress(MySQLdb.Error):
+            return self.value("SELECT IS_USED_LOCK('outbox_relay:shop')") is not None
+        return False
+
+    def audit(self) -> str:
+        """`manage.py audit_invariants` against the copy: fails the test on any breach."""
+        result = self.manage("audit_invariants", check=False)
+        assert result.returncode == 0, f"invariants broken:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def tokens(self, users: str) -> dict[int, str]:
+        out = ROOT / RUN_DIR / "tokens.json"
+        self.manage("issue_tokens", "--users", users, "--out", str(out))
+        return {int(k): v for k, v in json.loads(out.read_text()).items()}
+
+    def celery_call(self, task: str) -> None:
+        """Send a task through the copy's broker (Redis) for the worker to run."""
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "celery"), "-A", "config", "call", task],
+            cwd=ROOT,
+            env=stack_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    @staticmethod
+    def wait(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[Stack]:
+    stack = Stack()
+    stack.build()
+    try:
+        stack.start_all()
+        yield stack
+    finally:
+        stack.stop_all()
+        with contextlib.suppress(RuntimeError):
+            stack.services("down")

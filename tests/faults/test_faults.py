@@ -1,0 +1,361 @@
+"""Fault tests (`make test-faults`): a private copy of the whole system (tests/faults/stack.py) has
+Redis stopped, the broker stopped, MariaDB restarted and its processes killed with -9 under load.
+After each scenario the copy must have recovered with the same processes (only a kill -9'd process
+is restarted, as a supervisor would) and `manage.py audit_invariants` must exit 0.
+
+The scenarios share one copy and run in file order; each leaves it healthy for the next. Timings
+are printed (`-s`) and written to .run-faults/logs/timings.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.faults.shoppers import Answer, Api, Seen, run_shoppers, stop_shoppers
+from tests.faults.stack import Stack, running_stack
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+TIMINGS: dict[str, dict[str, float]] = {}
+FLASH_PRODUCT = 1  # seed_demo: products 1..5 are flash-sale products
+PUBLIC_READS = ["/products?size=5", "/products/7", "/products/popular", "/coupons", "/inventory/products/7"]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    started = time.monotonic()
+    with running_stack() as running:
+        TIMINGS["setup"] = {"seconds": round(time.monotonic() - started, 1)}
+        yield running
+        path = running.log_dir / "timings.json"
+        path.write_text(json.dumps(TIMINGS, indent=2))
+        print(f"\nfault scenario timings: {json.dumps(TIMINGS)}")
+
+
+@pytest.fixture(scope="module")
+def tokens(stack) -> dict[int, str]:
+    return stack.tokens("1-50")
+
+
+def timed(name: str, **figures: float) -> None:
+    TIMINGS.setdefault(name, {}).update({k: round(v, 2) for k, v in figures.items()})
+
+
+# --- small steps ----------------------------------------------------------------------------------
+
+
+def assert_retry_later(answer: Answer, code: str) -> None:
+    assert answer.status == 503, (answer.status, answer.body)
+    assert answer.code == code, answer.body
+    assert int(answer.headers["Retry-After"]) >= 1
+
+
+def assert_no_500(answers: dict[str, Answer]) -> None:
+    """Any answer but a 500: a 503 must say when to retry."""
+    for what, answer in answers.items():
+        assert answer.status and answer.status != 500, (what, answer.status, answer.body)
+        if answer.status == 503:
+            assert "Retry-After" in answer.headers, what
+
+
+def checkout_and_pay(api: Api, product_id: int = 20) -> int:
+    """A synchronous checkout and its payment; returns the paid order's id."""
+    order = api.call("POST", "/checkout/initiate", {"directOrderItems": [{"productId": product_id, "quantity": 1}]})
+    assert order.status == 200, order.body
+    paid = api.call(
+        "POST", "/payments/process", {"orderId": order.data["orderId"], "amount": order.data["finalAmount"]}
+    )
+    assert paid.status == 200, paid.body
+    return order.data["orderId"]
+
+
+def order_status(stack: Stack, order_id: int) -> str:
+    return stack.value("SELECT status FROM orders_order WHERE id = %s", (order_id,))
+
+
+def wait_confirmed(stack: Stack, order_ids: list[int], timeout: float) -> float:
+    """Wait until the PaymentCompleted events of these orders were applied (PAID -> CONFIRMED)."""
+    started = time.monotonic()
+    marks = ",".join(["%s"] * len(order_ids))
+
+    def confirmed() -> bool:
+        statuses = stack.sql(f"SELECT status FROM orders_order WHERE id IN ({marks})", tuple(order_ids))
+        return len(statuses) == len(order_ids) and all(s == "CONFIRMED" for (s,) in statuses)
+
+    stack.wait(confirmed, timeout=timeout, what=f"orders {order_ids} to be CONFIRMED")
+    return time.monotonic() - started
+
+
+def queue_and_wait(stack: Stack, api: Api, product_id: int, timeout: float = 30) -> tuple[Answer, float]:
+    """Queue a flash-sale checkout (retrying a 503 as a client would) and wait for the consumer's
+    answer; returns (the 202 answer, seconds from the first try to the answer)."""
+    started = time.monotonic()
+    answer = stack.wait(
+        lambda: (a := api.call("POST", "/checkout/queue", {"productId": product_id})).status != 503 and a,
+        timeout=timeout,
+        what="the queue to accept (503 QUEUE_UNAVAILABLE until the web's producer reconnects)",
+        interval=0.5,
+    )
+    assert answer.status == 202, answer.body
+    request_id = answer.data["requestId"]
+    stack.wait(
+        lambda: stack.value("SELECT status FROM orders_queuerequest WHERE request_id = %s", (request_id,)) != "QUEUED",
+        timeout=timeout,
+        what=f"queue request {request_id} to be answered",
+    )
+    return answer, time.monotonic() - started
+
+
+def celery_expires_a_due_order(stack: Stack, api: Api) -> float:
+    """The worker runs a task sent now: an unpaid order made due by hand is expired by it."""
+    order = api.call("POST", "/checkout/initiate", {"directOrderItems": [{"productId": 30, "quantity": 1}]})
+    assert order.status == 200, order.body
+    order_id = order.data["orderId"]
+    stack.sql("UPDATE orders_order SET expires_at = NOW(6) - INTERVAL 1 MINUTE WHERE id = %s", (order_id,))
+    started = time.monotonic()
+    stack.celery_call("orders.tasks.expire_due_orders")
+    stack.wait(lambda: order_status(stack, order_id) == "EXPIRED", timeout=30, what="the worker to expire the order")
+    return time.monotonic() - started
+
+
+def recover(stack: Stack, what, timeout: float) -> float:
+    started = time.monotonic()
+    stack.wait(what, timeout=timeout, what=getattr(what, "__name__", "recovery"), interval=0.25)
+    return time.monotonic() - started
+
+
+def assert_same_processes(stack: Stack, before: dict[str, int | None]) -> None:
+    after = stack.pids()
+    assert after == before, f"processes died or were restarted: {before} -> {after}\n{stack.logs()}"
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+
+
+def test_redis_stopped_catalog_serves_from_the_database_and_everything_recovers(stack, tokens):
+    api, other, public = Api(stack.url, tokens[1]), Api(stack.url, tokens[2]), Api(stack.url)
+    for path in PUBLIC_READS:  # warm the caches: the outage must not serve from them only
+        assert public.call("GET", path).status == 200
+    before = stack.pids()
+
+    down = stack.services("down", only="redis")
+    started = time.monotonic()
+    catalog = public.call("GET", "/products?size=5")
+    assert catalog.status == 200 and len(catalog.data["contents"]) == 5, catalog.body
+    assert public.call("GET", "/products/7").status == 200
+    assert public.call("GET", "/inventory/products/7").status == 200
+    assert_retry_later(api.call("POST", "/checkout/queue", {"productId": FLASH_PRODUCT}), "CACHE_UNAVAILABLE")
+    coupon = api.call("POST", "/coupons/issue", {"couponId": 4})
+    assert coupon.status in (200, 503), coupon.body  # throttled: the rate counter lives in Redis
+    if coupon.status == 503:
+        assert_retry_later(coupon, "CACHE_UNAVAILABLE")
+    paid_order = checkout_and_pay(other)  # the database is the truth: checkout and payment still work
+    readyz = requests.get(f"{stack.url}/readyz", timeout=5)
+    assert readyz.status_code == 503 and readyz.json()["data"]["down"] == ["redis"], readyz.text
+    answers = {path: public.call("GET", path) for path in PUBLIC_READS}
+    answers |= {
+        "balance": api.call("GET", "/points/1"),
+        "orders": api.call("GET", "/orders"),
+        "token": Api(stack.url).call("POST", "/auth/token", {"username": "user1", "password": "flashsale-demo"}),
+    }
+    assert_no_500(answers)
+    outage = time.monotonic() - started
+
+    up = stack.services("up", only="redis")
+
+    def redis_features_back() -> bool:
+        return api.call("POST", "/coupons/issue", {"couponId": 5}).status == 200 and stack.ready()
+
+    recovered = recover(stack, redis_features_back, timeout=30)
+    _, queued = queue_and_wait(stack, api, FLASH_PRODUCT)
+    celery = celery_expires_a_due_order(stack, api)
+    confirmed = wait_confirmed(stack, [paid_order], timeout=30)
+    assert_same_processes(stack, before)
+    stack.audit()
+    timed(
+        "redis_stopped",
+        stop=down,
+        outage_checks=outage,
+        start=up,
+        api_recovered_after=recovered,
+        queue_answered_in=queued,
+        celery_task_in=celery,
+        outage_payment_confirmed_in=confirmed,
+    )
+
+
+def test_broker_stopped_queue_refuses_sync_checkout_pays_and_events_follow(stack, tokens):
+    api, payer = Api(stack.url, tokens[3]), Api(stack.url, tokens[4])
+    before = stack.pids()
+
+    down = stack.services("down", only="kafka")
+    started = time.monotonic()
+    refused = api.call("POST", "/checkout/queue", {"productId": FLASH_PRODUCT})
+    refused_in = time.monotonic() - started
+    assert_retry_later(refused, "QUEUE_UNAVAILABLE")
+    assert stack.value("SELECT COUNT(*) FROM orders_queuerequest WHERE user_id = 3 AND status = 'QUEUED'") == 0
+    paid_during_outage = [checkout_and_pay(payer, product_id=p) for p in (21, 22, 23, 24, 25)]
+    assert all(order_status(stack, o) == "PAID" for o in paid_during_outage)  # follow-ups wait for the broker
+    outage = time.monotonic() - started
+
+    up = stack.services("up", only="kafka")  # tansu keeps nothing: topics and group offsets are gone
+    paid_after = checkout_and_pay(payer, product_id=26)
+    try:
+        through_kafka = wait_confirmed(stack, [*paid_during_outage, paid_after], timeout=45)
+        fallback = None
+    except AssertionError:
+        through_kafka = None
+        stack.celery_call("outbox.tasks.outbox_fallback")  # the safety net applies what CDC did not deliver
+        fallback = wait_confirmed(stack, [*paid_during_outage, paid_after], timeout=30)
+    _, queued = queue_and_wait(stack, api, FLASH_PRODUCT, timeout=45)
+    assert_same_processes(stack, before)
+    stack.audit()
+    timed(
+        "broker_stopped",
+        stop=down,
+        queue_refused_in=refused_in,
+        outage_checks=outage,
+        start=up,
+        events_applied_by_relay_in=through_kafka if through_kafka is not None else -1,
+        events_applied_by_fallback_in=fallback if fallback is not None else -1,
+        queue_answered_in=queued,
+    )
+    assert through_kafka is not None, "relay/consumers did not deliver after the broker restart; the fallback had to"
+
+
+def test_mariadb_restarted_requests_answer_503_then_everything_recovers(stack, tokens):
+    api, public = Api(stack.url, tokens[5]), Api(stack.url)
+    before = stack.pids()
+
+    down = stack.services("down", only="mariadb")
+    started = time.monotonic()
+    assert_retry_later(api.call("GET", "/points/5"), "DATABASE_UNAVAILABLE")
+    checkout = api.call("POST", "/checkout/initiate", {"directOrderItems": [{"productId": 40, "quantity": 1}]})
+    assert_retry_later(checkout, "DATABASE_UNAVAILABLE")
+    answers = {path: public.call("GET", path) for path in PUBLIC_READS}  # cached ones may still be 200
+    answers["queue"] = api.call("POST", "/checkout/queue", {"productId": FLASH_PRODUCT})
+    answers["payment"] = api.call("POST", "/payments/process", {"orderId": 1, "amount": 1})
+    assert_no_500(answers)
+    assert answers["queue"].status == 503 and answers["payment"].status == 503
+    outage = time.monotonic() - started
+
+    up = stack.services("up", only="mariadb")
+
+    def api_back() -> bool:
+        return api.call("GET", "/points/5").status == 200
+
+    recovered = recover(stack, api_back, timeout=30)
+    paid = checkout_and_pay(api, product_id=41)
+    relay = wait_confirmed(stack, [paid], timeout=45)
+    _, queued = queue_and_wait(stack, api, FLASH_PRODUCT, timeout=45)
+    celery = celery_expires_a_due_order(stack, api)
+    assert_same_processes(stack, before)
+    stack.audit()
+    timed(
+        "mariadb_restarted",
+        stop=down,
+        outage_checks=outage,
+        start=up,
+        api_recovered_after=recovered,
+        relay_and_consumer_in=relay,
+        queue_answered_in=queued,
+        celery_task_in=celery,
+    )
+
+
+def test_kill_9_of_each_process_under_load_loses_and_duplicates_nothing(stack, tokens):
+    shoppers_tokens = {uid: tokens[uid] for uid in range(11, 23)}  # 12 shoppers, one user each
+    users = tuple(shoppers_tokens)
+    marks = ",".join(["%s"] * len(users))
+    last = {
+        table: stack.value(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+        for table in ("orders_order", "payments_payment", "shop_usercoupon", "orders_queuerequest", "shop_pointhistory")
+    }
+    web_master = stack.pids()["web"]
+    seen = Seen()
+    started = time.monotonic()
+    shoppers, stop = run_shoppers(stack.url, shoppers_tokens, seen)
+    time.sleep(2)
+    kills = {}
+    for name in ("checkout", "relay", "outbox", "worker"):
+        kills[name] = time.monotonic() - started
+        stack.kill9(name)
+        time.sleep(0.5)
+        stack.restart(name)
+        time.sleep(1.0)
+    workers = stack.children("web")
+    assert workers, "gunicorn has no workers"
+    os.kill(workers[0], signal.SIGKILL)  # one web worker; the master forks a new one
+    kills["web worker"] = time.monotonic() - started
+    time.sleep(3)
+    stop_shoppers(shoppers, stop)
+    load_seconds = time.monotonic() - started
+
+    # Quiescence: every queued request answered, every outbox event applied.
+    stack.wait(
+        lambda: stack.value(
+            f"SELECT COUNT(*) FROM orders_queuerequest WHERE status = 'QUEUED' AND user_id IN ({marks})", users
+        )
+        == 0,
+        timeout=45,
+        what="every queued request to be answered",
+    )
+    paid = sorted(seen.paid_orders)
+    settle = wait_confirmed(stack, paid, timeout=45) if paid else 0.0
+
+    def rows(query: str, since: str) -> set:
+        return {row[0] for row in stack.sql(query.format(marks=marks), (last[since], *users))}
+
+    queue_orders = rows(
+        "SELECT order_id FROM orders_queuerequest WHERE id > %s AND user_id IN ({marks}) AND order_id IS NOT NULL",
+        "orders_queuerequest",
+    )
+    orders = rows("SELECT id FROM orders_order WHERE id > %s AND user_id IN ({marks})", "orders_order")
+    payments = rows("SELECT id FROM payments_payment WHERE id > %s AND user_id IN ({marks})", "payments_payment")
+    coupons = rows("SELECT id FROM shop_usercoupon WHERE id > %s AND user_id IN ({marks})", "shop_usercoupon")
+    requests_ = rows(
+        "SELECT CAST(request_id AS CHAR) FROM orders_queuerequest WHERE id > %s AND user_id IN ({marks})",
+        "orders_queuerequest",
+    )
+    debits = stack.sql(
+        "SELECT order_id, COUNT(*) FROM shop_pointhistory WHERE id > %s AND type = 'USE' "
+        f"AND user_id IN ({marks}) GROUP BY order_id",
+        (last["shop_pointhistory"], *users),
+    )
+
+    assert seen.server_errors() == {}, seen.server_errors()
+    assert seen.orders and seen.payments, seen.statuses
+    assert orders - queue_orders == seen.orders  # every order a client was told of, and no other
+    assert payments == seen.payments
+    assert {order for order, _ in debits} == seen.paid_orders
+    assert all(count == 1 for _, count in debits), debits  # one debit per paid order
+    assert coupons == seen.user_coupons
+    assert requests_ == seen.queue_requests
+    unprocessed = stack.value(
+        "SELECT COUNT(*) FROM outbox_event e LEFT JOIN outbox_processed_event p "
+        "ON p.consumer = 'outbox' AND p.event_id = CAST(e.id AS CHAR) WHERE p.id IS NULL"
+    )
+    assert unprocessed == 0
+    assert all(p.alive() for p in stack.processes.values()), stack.logs()
+    assert stack.pids()["web"] == web_master and len(stack.children("web")) == 2
+    celery = celery_expires_a_due_order(stack, Api(stack.url, tokens[6]))
+    stack.audit()
+    timed(
+        "kill_9_under_load",
+        load_seconds=load_seconds,
+        settle_seconds=settle,
+        celery_task_in=celery,
+        orders=len(seen.orders),
+        payments=len(seen.payments),
+        coupons=len(seen.user_coupons),
+        queued=len(seen.queue_requests),
+        unanswered_attempts=seen.unanswered,
+        **{f"killed {name} at": at for name, at in kills.items()},
+    )
