@@ -394,9 +394,11 @@ def write_capacity_report(args: argparse.Namespace) -> None:
     rate_ax.plot(vus, [s["requestsPerSecond"] for s, _, _ in levels], "o-", label="requests/s")
     rate_ax.set_xlabel("VUs")
     rate_ax.set_ylabel("requests/s")
+    rate_ax.set_ylim(bottom=0)
     twin = rate_ax.twinx()
     twin.plot(vus, [s["successRate"] * 100 for s, _, _ in levels], "s--", color="green", label="success %")
     twin.set_ylabel("success % (dashed)")
+    twin.set_ylim(top=100.5)
     rate_ax.set_title("throughput and success")
     for name in CAPACITY_ENDPOINTS:
         p95 = [s["endpoints"].get(name, {}).get("p95", float("nan")) for s, _, _ in levels]

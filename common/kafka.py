@@ -65,7 +65,10 @@ def producer_config(**overrides: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
-        "message.timeout.ms": max(settings.KAFKA_PRODUCE_TIMEOUT_MS, 100),
+        # librdkafka keeps retrying this long; request paths stop *waiting* after
+        # KAFKA_PRODUCE_TIMEOUT_MS. A message delivered after its caller gave up is harmless by design
+        # (the checkout consumer serves only requests whose row is still QUEUED).
+        "message.timeout.ms": settings.KAFKA_MESSAGE_TIMEOUT_MS,
         "socket.connection.setup.timeout.ms": 1000,
         "reconnect.backoff.max.ms": 1000,
         "error_cb": _log_error,

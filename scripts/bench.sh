@@ -7,6 +7,7 @@
 #   5. writes bench/reports/<name>[-<label>]-<timestamp>/report.md + PNGs (bench/report.py)
 # Environment (all optional):
 #   WEB_PORT (8000) SSE_PORT (8001) RUN_DIR (.run)    where the stack listens / keeps its logs
+#   WEB_WORKERS, WEB_THREADS (Procfile), GUNICORN_CMD_ARGS (default --keep-alive 30)   web tuning
 #   VUS, TIME_SCALE, THINK_MIN, THINK_MAX, DURATION   passed to the k6 script (see k6/README.md)
 #   FLASH_STOCK (20000)   units made available on each flash product before the run
 #   LABEL                 added to the report folder name (the capacity run uses vus<N>)
@@ -21,6 +22,9 @@ if [[ -z "$SCENARIO" || ! -f "k6/$SCENARIO.js" ]]; then
   exit 2
 fi
 export WEB_PORT=${WEB_PORT:-8000} SSE_PORT=${SSE_PORT:-8001} RUN_DIR=${RUN_DIR:-.run}
+# gunicorn's default 2 s keep-alive makes a CPU-starved worker reset connections that already carry the next
+# request (clients see EOF / connection reset): measured in docs/REPORT.md. Applies when we start the stack.
+export GUNICORN_CMD_ARGS=${GUNICORN_CMD_ARGS---keep-alive 30}
 PY=.venv/bin/python
 BASE_URL="http://127.0.0.1:$WEB_PORT"
 STAMP=$(date +%Y%m%d-%H%M%S)

@@ -14,6 +14,7 @@ import pytest
 from django.db import connection
 from django_eventstream.models import Event
 
+from common.errors import DomainError
 from common.sse import user_channel
 from inventory.models import Reservation
 from orders.models import Order, QueueRequest
@@ -58,9 +59,13 @@ def consumer():
 
 
 def enqueue_all(users, product, *, threads: int = 16) -> list[str]:
+    """Enqueue one request per user from a thread pool: the request id, or the refusal's error code."""
+
     def one(user) -> str:
         try:
             return str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
+        except DomainError as exc:
+            return exc.code
         finally:
             connection.close()
 
@@ -111,19 +116,24 @@ def test_a_consumer_killed_mid_stream_and_restarted_still_makes_exactly_100_orde
     wait_until(lambda: answered() == 40, timeout=30, what=f"the first wave; log:\n{first.tail()}")
 
     with ThreadPoolExecutor(max_workers=1) as background:
-        # the rest arrives while the consumer answers; it dies before the stock runs out, so nothing is
-        # refused at admission and every one of the 1000 requests is queued
-        rest = background.submit(enqueue_all, users[40:], product, threads=2)
+        rest = background.submit(enqueue_all, users[40:], product, threads=2)  # arrives while it answers
         wait_until(lambda: answered() >= 50, timeout=30, what="the consumer to be mid-stream", step=0.005)
         first.kill()  # SIGKILL: no clean shutdown, no offset commit, no leaving the group
         at_kill = answered()
-        ids = rest.result(60)
+        outcomes = rest.result(60)
     second = consumer()  # the same group: it resumes from the last committed offsets, replaying the rest
-    wait_until(lambda: answered() == 1000, timeout=60, what=f"all answers after the restart:\n{second.tail()}")
+    queued = QueueRequest.objects.count()
+    wait_until(lambda: answered() == queued, timeout=60, what=f"all answers after the restart:\n{second.tail()}")
 
-    assert 50 <= at_kill < 100 and len(ids) == 960
+    # Requests that arrived after the stock ran out (before the kill) were refused at admission by the
+    # sold-out flag: answered at once, never queued. Every other one was queued and answered exactly once.
+    refused = outcomes.count("SOLD_OUT")
+    later = QueueRequest.objects.filter(user__in=users[40:]).values_list("request_id", flat=True)
+    assert {o for o in outcomes if o != "SOLD_OUT"} == {str(request_id) for request_id in later}
+    assert queued + refused == 1000
+    assert at_kill < queued  # the restarted consumer had work left
     assert QueueRequest.objects.filter(status="COMPLETED").count() == 100 == Order.objects.count()
-    assert QueueRequest.objects.filter(status="FAILED", error_code="SOLD_OUT").count() == 900
+    assert QueueRequest.objects.filter(status="FAILED", error_code="SOLD_OUT").count() == queued - 100
     assert stock_of(product) == (100, 100)
     assert Reservation.objects.filter(product=product).count() == 100
     assert_each_request_answered_once(users)

@@ -60,8 +60,10 @@ class Api:
         """Retry with the same Idempotency-Key until a definitive answer (what a client must do)."""
         key = str(uuid.uuid4())
         answer = Answer(0)
+        self.history: list[tuple[float, int, str | None]] = []
         for _ in range(attempts):
             answer = self.call(method, path, body, key=key)
+            self.history.append((round(time.time(), 2), answer.status, answer.code))
             if answer.status and answer.status not in RETRY_STATUSES and answer.code not in RETRY_CODES:
                 return answer
             time.sleep(pause)
@@ -79,6 +81,7 @@ class Seen:
     queue_requests: set[str] = field(default_factory=set)
     statuses: Counter = field(default_factory=Counter)
     unanswered: int = 0
+    queue_log: list[tuple] = field(default_factory=list)  # (user, request id, attempts) for diagnostics
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note(self, what: str, answer: Answer) -> None:
@@ -141,8 +144,9 @@ class Shopper(threading.Thread):
         answer = self.api.retried("POST", "/checkout/queue", {"productId": self.random.randint(1, 5)})
         self.seen.note("queue", answer)
         request_id = (answer.data or {}).get("requestId") if answer.status in (202, 409) else None
-        if request_id:
-            with self.seen.lock:
+        with self.seen.lock:
+            self.seen.queue_log.append((self.user_id, request_id, self.api.history))
+            if request_id:
                 self.seen.queue_requests.add(request_id)
 
 

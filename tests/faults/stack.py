@@ -58,6 +58,9 @@ def stack_env(**extra: str) -> dict[str, str]:
         KAFKA_HEARTBEAT_INTERVAL_MS="500",
         # The fallback applies what the relay/consumer path has not after 2 s (when it is run).
         OUTBOX_FALLBACK_AFTER_SECONDS="2",
+        # The relay gives up on unacknowledged messages after this long and resumes from its checkpoint:
+        # after a tansu restart nothing produced before it is ever acknowledged (30 s by default).
+        OUTBOX_RELAY_DELIVERY_TIMEOUT_MS="5000",
         # A request whose web worker was killed leaves its Idempotency-Key claimed: a retry may take
         # it over after this long (60 s by default), so the clients' retries finish in seconds.
         IDEMPOTENCY_STALE_SECONDS="3",
