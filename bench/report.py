@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 DPI = 72
+MAX_PNG_BYTES = 150_000  # reports are committed: keep every chart small
 BUCKET_SECONDS = 5  # latency percentiles per 5 s window: steadier than per second
 
 # The old service's Black Friday run (INCIDENTS.md §5) and the issue's targets (a third of its p95).
@@ -103,6 +104,17 @@ def read_procstats(path: Path) -> dict[str, list[tuple[float, float, float]]]:
 # --- charts ----------------------------------------------------------------------------------------
 
 
+def save(fig, out: Path) -> None:
+    """Save a chart; if it is still large, store it with a 256-colour palette (charts lose nothing)."""
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    if out.stat().st_size > MAX_PNG_BYTES:
+        from PIL import Image  # matplotlib's own dependency
+
+        with Image.open(out) as image:
+            image.convert("RGB").quantize(colors=256).save(out, optimize=True)
+
+
 def chart_rps(samples: Samples, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     total: dict[int, int] = defaultdict(int)
@@ -124,8 +136,7 @@ def chart_rps(samples: Samples, out: Path) -> None:
     ax.legend(fontsize=7, ncol=4, loc="upper left")
     ax.set_title("requests per second by endpoint")
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    save(fig, out)
 
 
 def chart_latency(samples: Samples, out: Path) -> None:
@@ -150,8 +161,7 @@ def chart_latency(samples: Samples, out: Path) -> None:
         axes[index // cols][index % cols].axis("off")
     fig.suptitle(f"latency (ms, log scale), p50/p95/p99 per {BUCKET_SECONDS} s window", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    save(fig, out)
 
 
 def chart_status(samples: Samples, out: Path) -> None:
@@ -170,8 +180,7 @@ def chart_status(samples: Samples, out: Path) -> None:
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelsize=8, rotation=20)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    save(fig, out)
 
 
 def chart_process(series: dict[str, list[tuple[float, float, float]]], start: float, out: Path) -> None:
@@ -190,8 +199,7 @@ def chart_process(series: dict[str, list[tuple[float, float, float]]], start: fl
     load_ax.set_xlabel("seconds since start")
     fig.suptitle("processes during the run (sampled every second from /proc)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    save(fig, out)
 
 
 def chart_old_vs_new(summary: dict, out: Path) -> None:
@@ -207,8 +215,7 @@ def chart_old_vs_new(summary: dict, out: Path) -> None:
     ax.set_title(f"Black Friday p95 at {summary.get('vus', '?')} VUs: old service vs this run")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    save(fig, out)
 
 
 # --- markdown --------------------------------------------------------------------------------------
@@ -409,8 +416,7 @@ def write_capacity_report(args: argparse.Namespace) -> None:
     p95_ax.legend(fontsize=7)
     p95_ax.set_title("p95 per endpoint")
     fig.tight_layout()
-    fig.savefig(out / "capacity.png", dpi=DPI)
-    plt.close(fig)
+    save(fig, out / "capacity.png")
 
 
 def main() -> None:

@@ -113,6 +113,20 @@ def queue_and_wait(stack: Stack, api: Api, product_id: int, timeout: float = 30)
     return answer, time.monotonic() - started
 
 
+def unapplied_events(stack: Stack, *, wait: float) -> list[tuple]:
+    """Outbox events the inbox has not recorded, after waiting up to `wait` s for them."""
+    deadline = time.monotonic() + wait
+    while True:
+        events = stack.sql("SELECT CAST(id AS CHAR), type, aggregateid, created_at FROM outbox_event")
+        inbox = {event_id for (event_id,) in stack.sql("SELECT event_id FROM outbox_processed_event")}
+        missing = [event for event in events if event[0] not in inbox]
+        if not missing or time.monotonic() > deadline:
+            if missing:
+                print(f"\noutbox events not applied through Kafka after {wait} s: {missing}")
+            return missing
+        time.sleep(0.5)
+
+
 def celery_expires_a_due_order(stack: Stack, api: Api) -> float:
     """The worker runs a task sent now: an unpaid order made due by hand is expired by it."""
     order = api.call("POST", "/checkout/initiate", {"directOrderItems": [{"productId": 30, "quantity": 1}]})
@@ -152,10 +166,10 @@ def test_redis_stopped_catalog_serves_from_the_database_and_everything_recovers(
     assert public.call("GET", "/products/7").status == 200
     assert public.call("GET", "/inventory/products/7").status == 200
     assert_retry_later(api.call("POST", "/checkout/queue", {"productId": FLASH_PRODUCT}), "CACHE_UNAVAILABLE")
-    coupon = api.call("POST", "/coupons/issue", {"couponId": 4})
-    assert coupon.status in (200, 503), coupon.body  # throttled: the rate counter lives in Redis
-    if coupon.status == 503:
-        assert_retry_later(coupon, "CACHE_UNAVAILABLE")
+    # Throttled endpoints keep their rate counters in Redis: they refuse rather than run unlimited.
+    assert_retry_later(api.call("POST", "/coupons/issue", {"couponId": 4}), "CACHE_UNAVAILABLE")
+    token = Api(stack.url).call("POST", "/auth/token", {"username": "user1", "password": "flashsale-demo"})
+    assert_retry_later(token, "CACHE_UNAVAILABLE")
     paid_order = checkout_and_pay(other)  # the database is the truth: checkout and payment still work
     readyz = requests.get(f"{stack.url}/readyz", timeout=5)
     assert readyz.status_code == 503 and readyz.json()["data"]["down"] == ["redis"], readyz.text
@@ -163,7 +177,8 @@ def test_redis_stopped_catalog_serves_from_the_database_and_everything_recovers(
     answers |= {
         "balance": api.call("GET", "/points/1"),
         "orders": api.call("GET", "/orders"),
-        "token": Api(stack.url).call("POST", "/auth/token", {"username": "user1", "password": "flashsale-demo"}),
+        "cart": api.call("GET", "/cart"),
+        "ranking": public.call("GET", "/products/ranking/daily"),
     }
     assert_no_500(answers)
     outage = time.monotonic() - started
@@ -355,9 +370,10 @@ def test_kill_9_of_each_process_under_load_loses_and_duplicates_nothing(stack, t
             f"queue requests clients were not told of: {details}\nnever stored: {seen.queue_requests - requests_}"
             f"\nthose users' queue calls: {log}\nkills: {kills}"
         )
-    events = {event_id for (event_id,) in stack.sql("SELECT CAST(id AS CHAR) FROM outbox_event")}
-    inbox = {event_id for (event_id,) in stack.sql("SELECT event_id FROM outbox_processed_event")}
-    assert events - inbox == set(), "outbox events never applied"
+    missed_by_kafka = unapplied_events(stack, wait=20)
+    if missed_by_kafka:  # the safety net must repair it; the count is reported
+        stack.celery_call("outbox.tasks.outbox_fallback")
+    assert unapplied_events(stack, wait=20) == [], "outbox events never applied, not even by the fallback"
     assert all(p.alive() for p in stack.processes.values()), stack.logs()
     assert stack.pids()["web"] == web_master and len(stack.children("web")) == 2
     celery = celery_expires_a_due_order(stack, Api(stack.url, tokens[6]))
@@ -372,5 +388,6 @@ def test_kill_9_of_each_process_under_load_loses_and_duplicates_nothing(stack, t
         coupons=len(seen.user_coupons),
         queued=len(seen.queue_requests),
         unanswered_attempts=seen.unanswered,
+        events_left_to_the_fallback=len(missed_by_kafka),
         **{f"killed {name} at": at - wall for name, at in kills.items()},
     )
