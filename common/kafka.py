@@ -8,7 +8,8 @@ The runner's contract with a handler:
   database transaction(s); it must be idempotent (a replay after a crash must do nothing twice);
 - offsets are committed synchronously only after the handler returned, i.e. after its transaction
   committed; if it raises, nothing is committed, the consumer seeks back to the batch's first
-  offsets and the batch is retried with back-off;
+  offsets and the batch is retried with back-off; a commit that fails (the group moved on: the
+  broker restarted, a rebalance) is logged, never fatal: the batch may come again and is skipped;
 - SIGTERM/SIGINT finish the current batch, commit, leave the group and exit.
 """
 
@@ -289,7 +290,15 @@ class ConsumerRunner:
             self.retry_delay = min(self.retry_delay * 2, 5.0)
             return False
         self.retry_delay = 0.1
-        self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+        try:
+            self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+        except KafkaException as exc:
+            # The group moved on while the batch ran (broker restarted: UNKNOWN_MEMBER_ID; a rebalance:
+            # ILLEGAL_GENERATION; broker down). The batch's effects are committed and idempotent, so
+            # its messages may come again after the rejoin and are skipped then: never a reason to die.
+            BATCHES.labels(self.spec.name, "uncommitted").inc()
+            log.warning("consumer %s: offset commit failed (%s); the batch may be redelivered", self.spec.name, exc)
+            return True
         BATCHES.labels(self.spec.name, "ok").inc()
         MESSAGES.labels(self.spec.name).inc(len(batch))
         BATCH_SECONDS.labels(self.spec.name).observe(time.monotonic() - started)

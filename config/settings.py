@@ -243,6 +243,8 @@ ORDER_HOLD_SECONDS = env_int("ORDER_HOLD_SECONDS", 600)
 IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 48)
 IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 60)
 DEMO_PASSWORD = env("DEMO_PASSWORD", "flashsale-demo")
+# Per-process in-memory copy of decoded catalog entries (seconds); 0 turns it off (tests do).
+CATALOG_NEAR_CACHE_SECONDS = float(env("CATALOG_NEAR_CACHE_SECONDS", "0" if TESTING else "1"))
 QUEUE_SOLD_OUT_FLAG_SECONDS = env_int("QUEUE_SOLD_OUT_FLAG_SECONDS", 5)  # the consumer's flag re-checks this often
 QUEUE_ESTIMATED_RATE = env_int("QUEUE_ESTIMATED_RATE", 1000)  # requests/s per product, for estimatedWaitSeconds
 

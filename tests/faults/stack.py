@@ -319,15 +319,16 @@ class Stack:
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
-    @staticmethod
-    def wait(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
+    def wait(self, predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                dead = [name for name, process in self.processes.items() if not process.alive()]
+                logs = "\n".join(f"--- {name} ---\n{self.log(name)}" for name in dead)
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}; dead processes: {dead}\n{logs}")
             time.sleep(interval)
 
 
