@@ -161,6 +161,22 @@ def order_expire(*, order_id: int, now=None) -> bool:
     return True
 
 
+def _enqueue_closed(order: Order, event_type: str, *, reason: str, was_paid: bool) -> None:
+    """The outbox event of an order that expired or was cancelled (same shape for both)."""
+    outbox_enqueue(
+        aggregate_type="order",
+        aggregate_id=order.pk,
+        event_type=event_type,
+        payload={
+            "orderId": order.pk,
+            "userId": order.user_id,
+            "reason": reason,
+            "wasPaid": was_paid,
+            "items": _items_payload(order),
+        },
+    )
+
+
 def _expire_locked(orders: list[Order]) -> None:
     ids = [o.pk for o in orders]
     for order in orders:
@@ -169,18 +185,7 @@ def _expire_locked(orders: list[Order]) -> None:
     for order in orders:
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
-        outbox_enqueue(
-            aggregate_type="order",
-            aggregate_id=order.pk,
-            event_type="OrderExpired",
-            payload={
-                "orderId": order.pk,
-                "userId": order.user_id,
-                "reason": "EXPIRED",
-                "wasPaid": False,
-                "items": _items_payload(order),
-            },
-        )
+        _enqueue_closed(order, "OrderExpired", reason="EXPIRED", was_paid=False)
 
 
 def expire_due_orders(*, batch_size: int = 200, now=None) -> int:
@@ -223,18 +228,7 @@ def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Ord
         stock_release(order_ids=[order.pk])
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
-    outbox_enqueue(
-        aggregate_type="order",
-        aggregate_id=order.pk,
-        event_type="OrderCancelled",
-        payload={
-            "orderId": order.pk,
-            "userId": order.user_id,
-            "reason": reason[:255] or "CANCELLED",
-            "wasPaid": was_paid,
-            "items": _items_payload(order),
-        },
-    )
+    _enqueue_closed(order, "OrderCancelled", reason=reason[:255] or "CANCELLED", was_paid=was_paid)
     return order
 
 
