@@ -11,6 +11,8 @@ through a fresh connection per query (so a restarted server is simply reconnecte
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -326,14 +329,39 @@ class Stack:
             if value:
                 return value
             if time.monotonic() > deadline:
-                dead = [name for name, process in self.processes.items() if not process.alive()]
+                dead = {name: p.proc.returncode for name, p in self.processes.items() if p.proc and not p.alive()}
                 logs = "\n".join(f"--- {name} ---\n{self.log(name)}" for name in dead)
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; dead processes: {dead}\n{logs}")
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}; dead processes (exit codes): {dead}\n{logs}"
+                )
             time.sleep(interval)
 
 
 @contextlib.contextmanager
+def exclusive(timeout: float = 900) -> Iterator[None]:
+    """One fault run at a time on this machine: the copy's ports and folder are fixed."""
+    lock_path = Path(tempfile.gettempdir()) / f"faults-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]}.lock"
+    with lock_path.open("w") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another fault run holds {lock_path}") from None
+                time.sleep(1)
+        yield
+
+
+@contextlib.contextmanager
 def running_stack() -> Iterator[Stack]:
+    with exclusive(), _running_stack() as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def _running_stack() -> Iterator[Stack]:
     stack = Stack()
     stack.build()
     try:
