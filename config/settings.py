@@ -192,7 +192,7 @@ KAFKA_CONSUMER_CONFIG = {
     "session.timeout.ms": env_int("KAFKA_SESSION_TIMEOUT_MS", 6000),
     "heartbeat.interval.ms": env_int("KAFKA_HEARTBEAT_INTERVAL_MS", 1000),
 }
-KAFKA_PRODUCE_TIMEOUT_MS = env_int("KAFKA_PRODUCE_TIMEOUT_MS", 500)  # how long a request waits for the ack
+KAFKA_PRODUCE_TIMEOUT_MS = env_int("KAFKA_PRODUCE_TIMEOUT_MS", 1000)  # how long a request waits for the ack
 KAFKA_MESSAGE_TIMEOUT_MS = env_int("KAFKA_MESSAGE_TIMEOUT_MS", 5000)  # how long librdkafka keeps retrying
 
 # --- API -----------------------------------------------------------------------------------

@@ -258,9 +258,16 @@ class Stack:
         return []
 
     def log(self, name: str, tail: int = 40) -> str:
+        """The last lines of a process's log, without librdkafka's connection chatter."""
         path = self.log_dir / f"{name}.log"
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        noise = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "Connection refused")
+        lines = [line for line in lines if not line.startswith("%") and not any(n in line for n in noise)]
         return "\n".join(lines[-tail:])
+
+    def dead(self) -> dict[str, int | None]:
+        """Processes that exited, with their exit codes (negative: killed by that signal)."""
+        return {name: p.proc.returncode for name, p in self.processes.items() if p.proc and not p.alive()}
 
     def logs(self) -> str:
         return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self.processes)
@@ -329,7 +336,7 @@ class Stack:
             if value:
                 return value
             if time.monotonic() > deadline:
-                dead = {name: p.proc.returncode for name, p in self.processes.items() if p.proc and not p.alive()}
+                dead = self.dead()
                 logs = "\n".join(f"--- {name} ---\n{self.log(name)}" for name in dead)
                 raise AssertionError(
                     f"timed out after {timeout} s waiting for {what}; dead processes (exit codes): {dead}\n{logs}"

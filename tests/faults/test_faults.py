@@ -162,7 +162,9 @@ def recover(stack: Stack, what, timeout: float) -> float:
 
 def assert_same_processes(stack: Stack, before: dict[str, int | None]) -> None:
     after = stack.pids()
-    assert after == before, f"processes died or were restarted: {before} -> {after}\n{stack.logs()}"
+    dead = stack.dead()
+    logs = "\n".join(f"--- {name} ---\n{stack.log(name, tail=60)}" for name in dead)
+    assert after == before, f"processes died or were restarted: {before} -> {after}; exit codes {dead}\n{logs}"
 
 
 # --- scenarios -------------------------------------------------------------------------------------
