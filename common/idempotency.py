@@ -80,12 +80,35 @@ class _Refused(Exception):
         self.response = response
 
 
-def idempotent(view_method):
+def _complete(claim: IdempotencyKey, response: Response) -> None:
+    IdempotencyKey.objects.filter(pk=claim.pk).update(
+        status=IdempotencyKey.Status.DONE,
+        response_status=response.status_code,
+        response_body=json.loads(json.dumps(response.data, default=str)),
+        updated_at=timezone.now(),
+    )
+
+
+def _release(claim: IdempotencyKey) -> None:
+    IdempotencyKey.objects.filter(pk=claim.pk).delete()
+
+
+def idempotent(view_method=None, *, atomic: bool = True):
+    """Decorate a state-changing POST. `atomic=False` is for a view that must not run inside a
+    transaction (it waits for Kafka): the answer is then stored right after the view returns."""
+    if view_method is None:
+        return functools.partial(idempotent, atomic=atomic)
+
+    def run(self, request, *args, **kwargs):
+        return view_method(self, request, *args, **kwargs)
+
     @functools.wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
         key = request.headers.get(HEADER)
         if key is None:
-            return run_in_transaction(lambda: view_method(self, request, *args, **kwargs))
+            if not atomic:
+                return run(self, request, *args, **kwargs)
+            return run_in_transaction(lambda: run(self, request, *args, **kwargs))
         if not key.strip() or len(key) > 255:
             raise ValidationFailed("Idempotency-Key must be 1..255 characters.", code="INVALID_IDEMPOTENCY_KEY")
         user_id = request.user.pk if request.user.is_authenticated else 0
@@ -94,24 +117,19 @@ def idempotent(view_method):
             return claim
 
         def business() -> Response:
-            response = view_method(self, request, *args, **kwargs)
+            response = run(self, request, *args, **kwargs)
             if response.status_code >= 400:
                 raise _Refused(response)
-            IdempotencyKey.objects.filter(pk=claim.pk).update(
-                status=IdempotencyKey.Status.DONE,
-                response_status=response.status_code,
-                response_body=json.loads(json.dumps(response.data, default=str)),
-                updated_at=timezone.now(),
-            )
+            _complete(claim, response)  # inside the business transaction when atomic
             return response
 
         try:
-            return run_in_transaction(business)
+            return run_in_transaction(business) if atomic else business()
         except _Refused as refused:
-            IdempotencyKey.objects.filter(pk=claim.pk).delete()
+            _release(claim)
             return refused.response
         except BaseException:
-            IdempotencyKey.objects.filter(pk=claim.pk).delete()
+            _release(claim)
             raise
 
     return wrapper

@@ -9,6 +9,7 @@ from common.errors import ValidationFailed
 
 T = TypeVar("T")
 DEFAULT_SIZE, MAX_SIZE = 20, 100
+MAX_ID = 2**62  # the largest id any endpoint accepts (ids above are 400, never a database error)
 
 
 def bounded_int(raw: Any, *, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -24,7 +25,7 @@ def bounded_int(raw: Any, *, name: str, default: int | None, low: int, high: int
 
 
 def cursor_params(query) -> tuple[int | None, int]:
-    last_id = bounded_int(query.get("lastId"), name="lastId", default=None, low=0, high=2**62)
+    last_id = bounded_int(query.get("lastId"), name="lastId", default=None, low=0, high=MAX_ID)
     size = bounded_int(query.get("size"), name="size", default=DEFAULT_SIZE, low=1, high=MAX_SIZE)
     assert size is not None
     return last_id, size

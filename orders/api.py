@@ -9,13 +9,11 @@ from rest_framework.views import APIView
 
 from common.auth import acting_user_id, query_user_id
 from common.idempotency import idempotent
-from common.pagination import cursor_page, cursor_params
+from common.pagination import MAX_ID, cursor_page, cursor_params
 from orders.errors import InvalidItems
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import LineRequest, checkout_initiate, order_cancel
-
-MAX_ID = 2**62
 
 
 class OrderItemOutput(serializers.Serializer):

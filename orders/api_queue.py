@@ -2,61 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import uuid
 
 from django.conf import settings
 from django.urls import path
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common import idempotency
 from common.auth import acting_user_id
-from common.errors import ValidationFailed
-from common.models import IdempotencyKey
+from common.idempotency import idempotent
+from common.pagination import MAX_ID
 from orders.queue import MAX_QUANTITY, queue_request_enqueue, queue_request_get
 from orders.sse import sse_token_issue, subscribe_url
 from shop.api.strict_fields import StrictIntegerField
-
-MAX_ID = 2**62
-
-
-def idempotent_outside_transaction(view_method):
-    """`Idempotency-Key` for a view that must not run inside a transaction (it waits for Kafka).
-
-    Same claim/replay rules as `common.idempotency.idempotent`; the answer is stored right after the
-    view returns. Without the header, the request id and the one-live-request rule already make a
-    blind retry safe (a duplicate is refused with ALREADY_QUEUED and the first request's id).
-    """
-
-    @functools.wraps(view_method)
-    def wrapper(self, request, *args, **kwargs):
-        key = request.headers.get(idempotency.HEADER)
-        if key is None:
-            return view_method(self, request, *args, **kwargs)
-        if not key.strip() or len(key) > 255:
-            raise ValidationFailed("Idempotency-Key must be 1..255 characters.", code="INVALID_IDEMPOTENCY_KEY")
-        claim = idempotency._claim(request.user.pk, key, request)
-        if isinstance(claim, Response):
-            return claim
-        try:
-            response = view_method(self, request, *args, **kwargs)
-        except BaseException:
-            IdempotencyKey.objects.filter(pk=claim.pk).delete()
-            raise
-        IdempotencyKey.objects.filter(pk=claim.pk).update(
-            status=IdempotencyKey.Status.DONE,
-            response_status=response.status_code,
-            response_body=json.loads(json.dumps(response.data, default=str)),
-            updated_at=timezone.now(),
-        )
-        return response
-
-    return wrapper
 
 
 class EnqueuedOutput(serializers.Serializer):
@@ -104,7 +64,7 @@ class CheckoutQueueView(APIView):
             "503 CACHE_UNAVAILABLE (Redis down)."
         ),
     )
-    @idempotent_outside_transaction
+    @idempotent(atomic=False)
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)

@@ -8,11 +8,10 @@ from rest_framework.views import APIView
 
 from common.auth import acting_user_id
 from common.idempotency import idempotent
+from common.pagination import MAX_ID
 from payments.errors import PaymentNotFound
 from payments.models import Payment
 from payments.services import payment_process
-
-MAX_ID = 2**62
 
 
 class PaymentOutput(serializers.Serializer):

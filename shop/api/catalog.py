@@ -15,7 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.pagination import DEFAULT_SIZE, MAX_SIZE, bounded_int, cursor_params
+from common.pagination import DEFAULT_SIZE, MAX_ID, MAX_SIZE, bounded_int, cursor_params
 from shop.caches import page_payload, popular_payload, product_payload, ranking_payload
 from shop.rankings import PERIODS
 from shop.selectors.catalog import (
@@ -28,7 +28,6 @@ from shop.selectors.catalog import (
     ranking_list,
 )
 
-MAX_ID = 2**62  # as common.pagination.cursor_params
 DEFAULT_LIMIT = 10
 
 BAD_INPUT = OpenApiResponse(description="INVALID_PARAMETER: a query parameter is not an integer in its range.")
