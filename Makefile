@@ -5,7 +5,7 @@ PY := .venv/bin/python
 -include .env
 export
 
-.PHONY: help packages venv services services-down migrate seed run up stop down status test test-browser test-faults lint format bench bench-queue capacity tokens
+.PHONY: help packages venv services services-down migrate seed run up cluster cluster-up stop down status test test-browser test-faults test-cluster lint format bench bench-queue capacity tokens
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ run: seed  ## run the whole system in the foreground (Ctrl-C stops everything)
 up: seed  ## run the whole system in the background; returns once /readyz answers 200
 	@scripts/stack.sh up
 
+cluster: seed  ## the whole system as a cluster (Procfile.cluster: every process twice, one beat), foreground
+	@PROCFILE=Procfile.cluster scripts/stack.sh run
+
+cluster-up: seed  ## the cluster in the background; returns once /readyz answers 200 (stop with make stop)
+	@PROCFILE=Procfile.cluster scripts/stack.sh up
+
 stop:  ## stop the background system, keep the services running
 	@scripts/stack.sh stop
 
@@ -51,13 +57,16 @@ down:  ## stop the background system and the services
 test: services  ## lint, migration check and the whole test suite against the real services
 	@$(PY) -m ruff check .
 	@$(PY) manage.py makemigrations --check --dry-run -v 1
-	@DJANGO_ENV=test $(PY) -m pytest -m "not browser and not faults" $(PYTEST_ARGS)
+	@DJANGO_ENV=test $(PY) -m pytest -m "not browser and not faults and not cluster" $(PYTEST_ARGS)
 
 test-browser: services  ## browser tests in headless Chromium
 	@DJANGO_ENV=test $(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 test-faults: services  ## fault-injection tests (stop/restart real services)
 	@DJANGO_ENV=test $(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+test-cluster: services  ## the cluster test: mixed load, kill -9 of the active relay and of a checkout consumer
+	@DJANGO_ENV=test $(PY) -m pytest -m cluster -s $(PYTEST_ARGS)
 
 lint: venv  ## ruff lint and format check
 	@$(PY) -m ruff check .

@@ -5,12 +5,14 @@
 #   stack.sh stop    stops the background stack, keeps the local services
 #   stack.sh down    stops the background stack and the local services
 #   stack.sh status  is the background stack running?
+# PROCFILE=Procfile.cluster runs the cluster (every process twice, one beat) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${RUN_DIR:-.run}
 PIDFILE="$RUN_DIR/stack.pid"
 LOG="$RUN_DIR/logs/stack.log"
 WEB_PORT=${WEB_PORT:-8000}
+PROCFILE=${PROCFILE:-Procfile}
 mkdir -p "$RUN_DIR/logs"
 
 ready() {
@@ -41,12 +43,12 @@ case "${1:-}" in
   run)
     if running; then echo "[stack] already running in the background (make down first)"; exit 1; fi
     trap '.venv/bin/python scripts/devservices.py down' EXIT
-    echo "[stack] starting: $(cut -d: -f1 Procfile | tr '\n' ' ')— Ctrl-C stops everything"
-    .venv/bin/honcho -f Procfile start || true
+    echo "[stack] starting: $(cut -d: -f1 "$PROCFILE" | tr '\n' ' ')— Ctrl-C stops everything"
+    .venv/bin/honcho -f "$PROCFILE" start || true
     ;;
   up)
     if running; then echo "[stack] already running (pid $(cat "$PIDFILE"))"; else
-      setsid .venv/bin/honcho -f Procfile start >"$LOG" 2>&1 < /dev/null &
+      setsid .venv/bin/honcho -f "$PROCFILE" start >"$LOG" 2>&1 < /dev/null &
       echo $! > "$PIDFILE"
     fi
     for _ in $(seq 1 120); do

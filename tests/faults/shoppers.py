@@ -95,7 +95,8 @@ class Seen:
 
 
 class Shopper(threading.Thread):
-    """One user: checkout, pay, now and then issue a coupon and queue for a flash-sale product."""
+    """One user: checkout (topping up the wallet when it runs dry), pay, now and then issue a coupon
+    and queue for a flash-sale product."""
 
     def __init__(self, url: str, user_id: int, token: str, seen: Seen, stop: threading.Event, seed: int):
         super().__init__(daemon=True, name=f"shopper-{user_id}")
@@ -119,6 +120,11 @@ class Shopper(threading.Thread):
         line = {"productId": self.random.randint(6, 100), "quantity": 1}
         answer = self.api.retried("POST", "/checkout/initiate", {"directOrderItems": [line]})
         self.seen.note("checkout", answer)
+        if answer.code == "INSUFFICIENT_BALANCE":  # what the storefront does: top up, then try again
+            charged = self.api.retried("POST", f"/points/{self.user_id}/charge", {"amount": 1_000_000})
+            self.seen.note("charge", charged)
+            answer = self.api.retried("POST", "/checkout/initiate", {"directOrderItems": [line]})
+            self.seen.note("checkout", answer)
         if answer.status != 200:
             return
         order = answer.data
@@ -150,9 +156,14 @@ class Shopper(threading.Thread):
                 self.seen.queue_requests.add(request_id)
 
 
-def run_shoppers(url: str, tokens: dict[int, str], seen: Seen) -> tuple[list[Shopper], threading.Event]:
+def run_shoppers(urls: str | list[str], tokens: dict[int, str], seen: Seen) -> tuple[list[Shopper], threading.Event]:
+    """One thread per user; with several API instances, user i talks to instance i mod n."""
+    urls = [urls] if isinstance(urls, str) else urls
     stop = threading.Event()
-    shoppers = [Shopper(url, user_id, token, seen, stop, seed=user_id) for user_id, token in tokens.items()]
+    shoppers = [
+        Shopper(urls[user_id % len(urls)], user_id, token, seen, stop, seed=user_id)
+        for user_id, token in tokens.items()
+    ]
     for shopper in shoppers:
         shopper.start()
     return shoppers, stop

@@ -1,7 +1,8 @@
-"""A complete, private copy of the system for fault tests: its own MariaDB, Redis and broker (started
-by `scripts/devservices.py` under another RUN_DIR and other ports) and the real processes of the
-Procfile running against them. Tests stop, restart and kill -9 pieces of THIS copy only; the shared
-services other engineers use (3307/6380/9092) are never touched.
+"""A complete, private copy of the system for fault and cluster tests: its own MariaDB, Redis and
+broker (started by `scripts/devservices.py` under another RUN_DIR and other ports) and the real
+processes of the Procfile running against them, one copy of each or several (`copies=2`: the
+cluster of issue 10). Tests stop, restart and kill -9 pieces of THIS copy only; the shared services
+other engineers use (3307/6380/9092) are never touched.
 
 Everything here talks to the copy from the outside, as an operator would: HTTP to gunicorn, SQL
 through a fresh connection per query (so a restarted server is simply reconnected to), and
@@ -33,6 +34,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ".run-faults"
 DB_PORT, REDIS_PORT, KAFKA_PORT = 3327, 6400, 9102
+COPY_NAMES = "abcdefgh"
+TICKS = os.sysconf("SC_CLK_TCK")  # process names of a cluster: web_a, web_b, ...
 
 # Our configuration variables: none may leak from the test run (which points at the shared services).
 OURS = (
@@ -47,15 +50,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stack_env(**extra: str) -> dict[str, str]:
+def stack_env(
+    run_dir: str = RUN_DIR,
+    db_port: int = DB_PORT,
+    redis_port: int = REDIS_PORT,
+    kafka_port: int = KAFKA_PORT,
+    **extra: str,
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(OURS) and k not in ("RUN_DIR", "LOCAL_SERVICES")}
     env.update(
-        RUN_DIR=RUN_DIR,
+        RUN_DIR=run_dir,
         DJANGO_ENV="local",
-        DB_PORT=str(DB_PORT),
+        DB_PORT=str(db_port),
         DB_NAME="shop",
-        REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
-        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{KAFKA_PORT}",
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_port}",
         # Short Kafka group timings: a (re)joining consumer gets its partitions in about a second.
         KAFKA_SESSION_TIMEOUT_MS="2000",
         KAFKA_HEARTBEAT_INTERVAL_MS="500",
@@ -91,9 +100,36 @@ class Process:
 
 @dataclass
 class Stack:
-    web_port: int = field(default_factory=free_port)
+    run_dir: str = RUN_DIR
+    db_port: int = DB_PORT
+    redis_port: int = REDIS_PORT
+    kafka_port: int = KAFKA_PORT
+    copies: int = 1  # of every process but beat (which is never more than one)
+    web_workers: int = 2  # gunicorn workers per web process
+    sse: bool = False  # start the SSE server(s) and Celery beat too (the fault tests do without)
+    settings: dict[str, str] = field(default_factory=dict)  # environment overrides for every process
+    web_ports: list[int] = field(default_factory=list)
+    sse_ports: list[int] = field(default_factory=list)
     processes: dict[str, Process] = field(default_factory=dict)
-    log_dir: Path = ROOT / RUN_DIR / "logs"
+
+    def __post_init__(self) -> None:
+        self.web_ports = self.web_ports or [free_port() for _ in range(self.copies)]
+        self.sse_ports = self.sse_ports or [free_port() for _ in range(self.copies)]
+
+    @property
+    def root(self) -> Path:
+        return ROOT / self.run_dir
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def web_port(self) -> int:
+        return self.web_ports[0]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return stack_env(self.run_dir, self.db_port, self.redis_port, self.kafka_port, **{**self.settings, **extra})
 
     # --- services --------------------------------------------------------------------------
 
@@ -103,7 +139,7 @@ class Stack:
         result = subprocess.run(
             [sys.executable, "scripts/devservices.py", command],
             cwd=ROOT,
-            env=stack_env(LOCAL_SERVICES=only),
+            env=self.env(LOCAL_SERVICES=only),
             capture_output=True,
             text=True,
             timeout=120,
@@ -116,7 +152,7 @@ class Stack:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=stack_env(),
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -130,7 +166,7 @@ class Stack:
         self.kill_leftovers()
         with contextlib.suppress(RuntimeError):
             self.services("down")
-        shutil.rmtree(ROOT / RUN_DIR, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
         self.services("up")
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("seed_demo", "--users", str(users), "--no-sales")
@@ -139,49 +175,51 @@ class Stack:
     # --- processes (the Procfile's commands) -------------------------------------------------
 
     def define(self) -> None:
+        """The Procfile's processes, `copies` of each (named web_a, web_b, ... when more than one),
+        and with `sse` the SSE servers and the one Celery beat."""
         venv = Path(sys.executable).parent
         manage = [sys.executable, "manage.py"]
-        self.processes = {
-            name: Process(name, argv)
-            for name, argv in {
-                "web": [
-                    str(venv / "gunicorn"),
-                    "config.wsgi:application",
-                    "-k",
-                    "gthread",
-                    "-w",
-                    "2",
-                    "--threads",
-                    "4",
-                    "-b",
-                    f"127.0.0.1:{self.web_port}",
-                    "--log-level",
-                    "warning",
-                    "--graceful-timeout",
-                    "2",
-                ],
-                "worker": [
-                    str(venv / "celery"),
-                    "-A",
-                    "config",
-                    "worker",
-                    "--concurrency=2",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-n",
-                    "faults@%h",
-                    "-l",
-                    "info",
-                ],
+
+        def web(port: int) -> list[str]:
+            return [
+                *(str(venv / "gunicorn"), "config.wsgi:application", "-k", "gthread"),
+                *("-w", str(self.web_workers), "--threads", "4", "--keep-alive", "30"),
+                *("-b", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "2"),
+            ]
+
+        def sse(port: int) -> list[str]:
+            return [str(venv / "uvicorn"), "config.asgi:application", "--port", str(port), "--log-level", "warning"]
+
+        def worker(node: str) -> list[str]:
+            celery = [str(venv / "celery"), "-A", "config", "worker", "--concurrency=2", "--without-gossip"]
+            return [*celery, "--without-mingle", "-n", f"{node}@%h", "-l", "info"]
+
+        self.processes = {}
+        for index in range(self.copies):
+            suffix = f"_{COPY_NAMES[index]}" if self.copies > 1 else ""
+            kinds = {
+                "web": web(self.web_ports[index]),
+                "sse": sse(self.sse_ports[index]) if self.sse else None,
+                "worker": worker(f"{self.run_dir.strip('.')}{suffix}"),
                 "checkout": [*manage, "run_consumer", "checkout"],
                 "relay": [*manage, "outbox_relay"],
                 "outbox": [*manage, "run_consumer", "outbox"],
-            }.items()
-        }
+            }
+            for kind, argv in kinds.items():
+                if argv:
+                    self.processes[f"{kind}{suffix}"] = Process(f"{kind}{suffix}", argv)
+        if self.sse:
+            schedule = str(self.root / "celerybeat-schedule")
+            beat = [str(venv / "celery"), "-A", "config", "beat", "-l", "info", "--schedule", schedule, "--pidfile="]
+            self.processes["beat"] = Process("beat", beat)
+
+    def named(self, kind: str) -> list[str]:
+        """The names of every copy of one kind of process: 'relay' -> ['relay_a', 'relay_b']."""
+        return [name for name in self.processes if name == kind or name.startswith(f"{kind}_")]
 
     @property
     def pid_file(self) -> Path:
-        return ROOT / RUN_DIR / "processes.pids"
+        return self.root / "processes.pids"
 
     def kill_leftovers(self) -> None:
         """Process groups a previous, interrupted run started (by the pids it recorded, never by name)."""
@@ -189,7 +227,7 @@ class Stack:
             for line in self.pid_file.read_text().split():
                 pgid = int(line)
                 with contextlib.suppress(OSError):
-                    if f"\0RUN_DIR={RUN_DIR}\0".encode() in b"\0" + Path(f"/proc/{pgid}/environ").read_bytes():
+                    if f"\0RUN_DIR={self.run_dir}\0".encode() in b"\0" + Path(f"/proc/{pgid}/environ").read_bytes():
                         os.killpg(pgid, signal.SIGKILL)
 
     def start(self, name: str) -> Process:
@@ -199,7 +237,7 @@ class Stack:
             process.proc = subprocess.Popen(
                 process.argv,
                 cwd=ROOT,
-                env=stack_env(),
+                env=self.env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -257,6 +295,30 @@ class Stack:
             return [int(pid) for pid in path.read_text().split()]
         return []
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) so far of each process with everything in its process group
+        (gunicorn and Celery children included), and of the copy's MariaDB, Redis and broker."""
+        groups = {p.pid: name for name, p in self.processes.items() if p.alive()}
+        services = {}
+        for service, pid_file in (
+            ("mariadb", "mariadb/mariadbd.pid"),
+            ("redis", "redis/redis.pid"),
+            ("kafka", "tansu/tansu.pid"),
+        ):
+            with contextlib.suppress(OSError, ValueError):
+                services[int((self.root / pid_file).read_text().split()[0])] = service
+        used: dict[str, float] = dict.fromkeys([*groups.values(), *services.values()], 0.0)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                pid, group = int(entry.name), int(fields[2])  # fields after "(comm)": state, ppid, pgrp, ...
+                name = services.get(pid) or groups.get(group)
+                if name:
+                    used[name] += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / TICKS
+        return used
+
     def log(self, name: str, tail: int = 40) -> str:
         """The last lines of a process's log, without librdkafka's connection chatter."""
         path = self.log_dir / f"{name}.log"
@@ -278,16 +340,25 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    @property
+    def urls(self) -> list[str]:
+        """Every API instance's base URL (a load spreads over them)."""
+        return [f"http://127.0.0.1:{port}" for port in self.web_ports]
+
+    @property
+    def sse_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.sse_ports] if self.sse else []
+
     def ready(self) -> bool:
         try:
-            return requests.get(f"{self.url}/readyz", timeout=3).status_code == 200
+            return all(requests.get(f"{url}/readyz", timeout=3).status_code == 200 for url in self.urls)
         except requests.RequestException:
             return False
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         """One query on a fresh connection (the server may have restarted since the last one)."""
         connection = MySQLdb.connect(
-            host="127.0.0.1", port=DB_PORT, user="shop", password="shop", database="shop", connect_timeout=3
+            host="127.0.0.1", port=self.db_port, user="shop", password="shop", database="shop", connect_timeout=3
         )
         try:
             cursor = connection.cursor()
@@ -301,6 +372,19 @@ class Stack:
     def value(self, query: str, params: tuple = ()) -> Any:
         return self.sql(query, params)[0][0]
 
+    def active_relay(self) -> str | None:
+        """The relay that holds the single-relay lock now: the live one whose log last said "active"."""
+        latest: tuple[int, str] | None = None
+        for name in self.named("relay"):
+            if not self.processes[name].alive():
+                continue
+            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+            marks = [i for i, line in enumerate(lines) if "outbox relay: active" in line]
+            standby = [i for i, line in enumerate(lines) if "standing by" in line or "back to standby" in line]
+            if marks and (not standby or marks[-1] > standby[-1]):
+                latest = max(latest or (-1, ""), (os.stat(self.log_dir / f"{name}.log").st_mtime_ns, name))
+        return latest[1] if latest else None
+
     def relay_active(self) -> bool:
         with contextlib.suppress(MySQLdb.Error):
             return self.value("SELECT IS_USED_LOCK('outbox_relay:shop')") is not None
@@ -313,7 +397,7 @@ class Stack:
         return result.stdout
 
     def tokens(self, users: str) -> dict[int, str]:
-        out = ROOT / RUN_DIR / "tokens.json"
+        out = self.root / "tokens.json"
         self.manage("issue_tokens", "--users", users, "--out", str(out))
         return {int(k): v for k, v in json.loads(out.read_text()).items()}
 
@@ -322,7 +406,7 @@ class Stack:
         result = subprocess.run(
             [str(Path(sys.executable).parent / "celery"), "-A", "config", "call", task],
             cwd=ROOT,
-            env=stack_env(),
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=60,
@@ -345,9 +429,10 @@ class Stack:
 
 
 @contextlib.contextmanager
-def exclusive(timeout: float = 900) -> Iterator[None]:
-    """One fault run at a time on this machine: the copy's ports and folder are fixed."""
-    lock_path = Path(tempfile.gettempdir()) / f"faults-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]}.lock"
+def exclusive(run_dir: str = RUN_DIR, timeout: float = 900) -> Iterator[None]:
+    """One run per copy at a time on this machine: the copy's ports and folder are fixed."""
+    digest = hashlib.sha1(f"{ROOT}/{run_dir}".encode()).hexdigest()[:12]
+    lock_path = Path(tempfile.gettempdir()) / f"faults-{digest}.lock"
     with lock_path.open("w") as lock:
         deadline = time.monotonic() + timeout
         while True:
@@ -362,14 +447,15 @@ def exclusive(timeout: float = 900) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def running_stack() -> Iterator[Stack]:
-    with exclusive(), _running_stack() as stack:
+def running_stack(**options: Any) -> Iterator[Stack]:
+    """A built and started copy (options: see `Stack`), stopped with its services afterwards."""
+    stack = Stack(**options)
+    with exclusive(stack.run_dir), _running(stack):
         yield stack
 
 
 @contextlib.contextmanager
-def _running_stack() -> Iterator[Stack]:
-    stack = Stack()
+def _running(stack: Stack) -> Iterator[Stack]:
     stack.build()
     try:
         stack.start_all()
