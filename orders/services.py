@@ -17,7 +17,13 @@ from django.utils import timezone
 
 from common.db import use_case
 from inventory.services import stock_release, stock_reserve, stock_restock
-from orders.errors import InsufficientBalanceAtCheckout, InvalidItems, OrderNotCancellable, OrderNotFound
+from orders.errors import (
+    InsufficientBalanceAtCheckout,
+    InvalidItems,
+    InvalidTransition,
+    OrderNotCancellable,
+    OrderNotFound,
+)
 from orders.models import Order, OrderItem, OrderStatus
 from orders.state import order_transition
 from outbox.services import outbox_enqueue
@@ -159,6 +165,18 @@ def order_expire(*, order_id: int, now=None) -> bool:
         return False
     _expire_locked([order])
     return True
+
+
+@use_case
+def order_force_expire(*, order_id: int) -> Order:
+    """Operator (admin): expire an unpaid order now, whatever its hold's end, exactly as the expiry
+    job would (stock released, coupon returned, OrderExpired). Any other status is refused with
+    InvalidTransition and nothing changes: a paid order is cancelled (refunded), never expired."""
+    order = lock_order(order_id)
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        raise InvalidTransition(data={"status": order.status, "attempted": OrderStatus.EXPIRED})
+    _expire_locked([order])
+    return order
 
 
 def _enqueue_closed(order: Order, event_type: str, *, reason: str, was_paid: bool) -> None:

@@ -15,6 +15,9 @@ DEFAULTS: dict[str, int | float | str] = {
     "OUTBOX_FALLBACK_BATCH": 500,
     # Purge: outbox rows older than this that every consumer step recorded.
     "OUTBOX_PURGE_AFTER_DAYS": 7,
+    # Inbox purge: processed-event records older than this. Must exceed the broker's retention of the
+    # events (Kafka's default is 7 days): a redelivered event whose record is gone is applied again.
+    "OUTBOX_INBOX_RETENTION_DAYS": 14,
     # Consumer: attempts before a message goes to the dead letters.
     "OUTBOX_MAX_ATTEMPTS": 5,
     # Relay: replication client id (unique among the server's replicas; 0 = derived from the pid).

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from outbox.processing import outbox_fallback_run, outbox_purge_run
+from outbox.processing import inbox_purge_run, outbox_fallback_run, outbox_purge_run
 
 
 @shared_task(name="outbox.tasks.outbox_fallback")
@@ -11,6 +11,7 @@ def outbox_fallback() -> dict:
 
 
 @shared_task(name="outbox.tasks.outbox_purge")
-def outbox_purge() -> int:
-    """Beat, hourly: delete applied outbox rows older than OUTBOX_PURGE_AFTER_DAYS."""
-    return outbox_purge_run()
+def outbox_purge() -> dict:
+    """Beat, hourly: delete applied outbox rows older than OUTBOX_PURGE_AFTER_DAYS, then inbox rows
+    older than OUTBOX_INBOX_RETENTION_DAYS (in that order: an outbox row goes once its inbox row exists)."""
+    return {"outbox": outbox_purge_run(), "inbox": inbox_purge_run()}

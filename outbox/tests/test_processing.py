@@ -11,7 +11,7 @@ from django.utils import timezone
 from outbox.events import Event, OutboxMessage, event_from_row
 from outbox.handlers import Publication
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
-from outbox.processing import WATERMARK_NAME, event_apply, outbox_fallback_run, outbox_purge_run
+from outbox.processing import WATERMARK_NAME, event_apply, inbox_purge_run, outbox_fallback_run, outbox_purge_run
 from outbox.services import outbox_enqueue
 from outbox.tests.processes import ensure_topics, read_messages
 from shop.models import Category
@@ -219,3 +219,59 @@ def test_purge_deletes_only_old_rows_every_step_recorded(register_handler, publi
     assert outbox_purge_run(batch_size=1) == 2
 
     assert set(OutboxEvent.objects.values_list("id", flat=True)) == {unapplied_old.id, applied_young.id, unfed_old.id}
+
+
+def inbox_rows(now: dt.datetime, age: dt.timedelta, count: int, *, consumer: str = "outbox") -> list[str]:
+    """`count` inbox records processed `age` before `now`; returns their event ids."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    ProcessedEvent.objects.bulk_create([ProcessedEvent(consumer=consumer, event_id=event_id) for event_id in ids])
+    ProcessedEvent.objects.filter(event_id__in=ids).update(processed_at=now - age)
+    return ids
+
+
+@pytest.fixture
+def inbox_purge_settings(settings):
+    settings.OUTBOX_INBOX_RETENTION_DAYS = 14
+    settings.OUTBOX_PURGE_AFTER_DAYS = 7
+    settings.OUTBOX_FALLBACK_REWIND_SECONDS = 120
+    return settings
+
+
+@pytest.mark.django_db
+def test_inbox_purge_deletes_records_older_than_the_retention_in_batches(inbox_purge_settings):
+    now = timezone.now()
+    FallbackWatermark.objects.create(name=WATERMARK_NAME, position=now - dt.timedelta(seconds=30))
+    day = dt.timedelta(days=1)
+    old = inbox_rows(now, 15 * day, 5) + inbox_rows(now, 20 * day, 2, consumer="outbox.test-feed")
+    dead_lettered = inbox_rows(now, 15 * day, 1)  # a replay may still come: kept
+    DeadLetter.objects.create(
+        consumer="outbox", event_id=dead_lettered[0], event_type="TestCreated", topic="t", payload="{}", error="x"
+    )
+    young = inbox_rows(now, 14 * day - dt.timedelta(minutes=1), 3) + inbox_rows(now, dt.timedelta(hours=1), 2)
+
+    assert inbox_purge_run(now=now, batch_size=2) == 7  # three full batches, then one of 1
+
+    assert sorted(ProcessedEvent.objects.values_list("event_id", flat=True)) == sorted(dead_lettered + young)
+    assert not ProcessedEvent.objects.filter(event_id__in=old).exists()
+    assert inbox_purge_run(now=now, batch_size=2) == 0
+
+
+@pytest.mark.django_db
+def test_inbox_purge_keeps_what_the_fallback_or_the_outbox_purge_may_still_need(inbox_purge_settings):
+    now = timezone.now()
+    day = dt.timedelta(days=1)
+    inbox_rows(now, 30 * day, 2)
+    assert inbox_purge_run(now=now) == 0  # no fallback run yet: its first run looks at every event
+
+    held_back = now - 20 * day  # an event failing for 20 days holds the fallback's watermark there
+    FallbackWatermark.objects.create(name=WATERMARK_NAME, position=held_back)
+    inbox_rows(now, 20 * day + dt.timedelta(seconds=60), 3)  # within the fallback's rewind
+    inbox_rows(now, 15 * day, 4)
+    assert inbox_purge_run(now=now) == 2  # only the 30-day-old ones
+    assert ProcessedEvent.objects.count() == 7
+
+    FallbackWatermark.objects.filter(name=WATERMARK_NAME).update(position=now)
+    inbox_purge_settings.OUTBOX_INBOX_RETENTION_DAYS = 3  # shorter than the outbox purge's 7: 7 wins
+    inbox_rows(now, 5 * day, 6)
+    assert inbox_purge_run(now=now) == 7
+    assert ProcessedEvent.objects.count() == 6
