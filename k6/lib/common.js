@@ -1,7 +1,13 @@
 // Shared k6 helpers (no remote imports: jslib cannot be fetched on these machines).
 import http from 'k6/http';
 
-export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
+// BASE_URLS=http://127.0.0.1:8000,http://127.0.0.1:8100 spreads the VUs over several API instances
+// (`make cluster`): VU n talks to instance n mod count. BASE_URL alone targets one.
+const BASE_URLS = (__ENV.BASE_URLS || __ENV.BASE_URL || 'http://127.0.0.1:8000').split(',').map((u) => u.trim());
+export const BASE_URL = BASE_URLS[0];
+export function baseUrl() {
+  return BASE_URLS[__VU % BASE_URLS.length];
+}
 const TOKENS_FILE = __ENV.TOKENS || '../k6/results/tokens.json';
 
 // {userId: accessToken}, written by `make tokens` (manage.py issue_tokens).
@@ -20,12 +26,12 @@ export function jsonHeaders(token, extra = {}) {
 }
 
 export function post(path, body, token, tags = {}) {
-  return http.post(`${BASE_URL}${path}`, JSON.stringify(body), { ...jsonHeaders(token), tags });
+  return http.post(`${baseUrl()}${path}`, JSON.stringify(body), { ...jsonHeaders(token), tags });
 }
 
 export function get(path, token, tags = {}) {
   const params = token ? { headers: { Authorization: `Bearer ${token}` }, tags } : { tags };
-  return http.get(`${BASE_URL}${path}`, params);
+  return http.get(`${baseUrl()}${path}`, params);
 }
 
 export function data(res) {

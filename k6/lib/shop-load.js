@@ -8,7 +8,7 @@
 import http from 'k6/http';
 import { sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { BASE_URL, data, errorCode, randInt } from './common.js';
+import { baseUrl, data, errorCode, randInt } from './common.js';
 
 http.setResponseCallback(http.expectedStatuses({ min: 200, max: 499 }));
 
@@ -51,11 +51,11 @@ function params(name, token) {
 }
 
 export function getJson(name, path, token) {
-  return record(name, http.get(`${BASE_URL}${path}`, params(name, token)));
+  return record(name, http.get(`${baseUrl()}${path}`, params(name, token)));
 }
 
 export function postJson(name, path, body, token) {
-  return record(name, http.post(`${BASE_URL}${path}`, JSON.stringify(body), params(name, token)));
+  return record(name, http.post(`${baseUrl()}${path}`, JSON.stringify(body), params(name, token)));
 }
 
 export function pick(list) {

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import redis
 
 from tests.faults.effects import (
     applied_event_ids,
@@ -80,7 +81,7 @@ def mixed_load(stack: Stack, tokens: dict[int, str], *, seconds: float, events=(
     warm_up(stack, tokens[WARM_UP_USER])
     last = high_water(stack)
     since = datetime.now(UTC).replace(tzinfo=None)
-    cpu_before = stack.cpu_seconds()
+    cpu_before, ops_before = stack.cpu_seconds(), service_operations(stack)
     seen = Seen()
     shoppers, stop = run_shoppers(stack.urls, {u: tokens[u] for u in users}, seen)
     started = time.monotonic()
@@ -94,6 +95,7 @@ def mixed_load(stack: Stack, tokens: dict[int, str], *, seconds: float, events=(
 
     figures["settle_seconds"] = round(settle(stack, seen, users), 2)
     cpu = cpu_by_kind(cpu_before, stack.cpu_seconds())
+    ops = {name: after - ops_before[name] for name, after in service_operations(stack).items()}
     missing = unapplied_events(stack, wait=30)
     assert missing == [], f"outbox events never applied through Kafka: {missing[:5]}"
     counts = assert_exactly_once(stack, seen, users, last)
@@ -113,7 +115,9 @@ def mixed_load(stack: Stack, tokens: dict[int, str], *, seconds: float, events=(
             "relay per event": round(1000 * cpu["relay"] / events, 2),
             "outbox consumer per event": round(1000 * cpu["outbox"] / events, 2),
             "mariadb per request": round(1000 * cpu["mariadb"] / answered, 2),
+            "redis per request": round(1000 * cpu["redis"] / answered, 3),
         },
+        "per_request": {name: round(count / answered, 1) for name, count in ops.items()},
         "load_seconds": round(load_seconds, 1),
         "answered_requests": answered,
         "requests_per_second": round(answered / load_seconds, 1),
@@ -130,6 +134,13 @@ def cpu_by_kind(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     for name, seconds in after.items():
         used[name.split("_")[0]] += max(0.0, seconds - before.get(name, 0.0))
     return dict(used)
+
+
+def service_operations(stack: Stack) -> dict[str, int]:
+    """Counters of the shared services: statements MariaDB ran, commands Redis processed."""
+    info = redis.Redis(host="127.0.0.1", port=stack.redis_port).info("stats")
+    questions = int(stack.sql("SHOW GLOBAL STATUS LIKE 'Questions'")[0][1])
+    return {"sql statements": questions, "redis commands": int(info["total_commands_processed"])}
 
 
 def fallback_applied(stack: Stack) -> int:
