@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIRequest
 from django.core.signing import BadSignature, TimestampSigner
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_eventstream.views import events
 from rest_framework.exceptions import AuthenticationFailed
@@ -89,4 +90,6 @@ def sse_subscribe(request: HttpRequest, user_id: int) -> HttpResponse:
             {"sseUrl": settings.SSE_PUBLIC_URL},
         )
     request.user = user
-    return _allow_origin(events(request, channels=[user_channel(user_id)]), request)
+    response = events(request, channels=[user_channel(user_id)])
+    connection.close()  # the stream outlives this thread's work: do not hold a connection meanwhile
+    return _allow_origin(response, request)

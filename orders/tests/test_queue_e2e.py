@@ -198,3 +198,37 @@ def test_sse_over_asgi_delivers_events_from_other_processes_and_replays_after_re
         again.close()
     finally:
         sse.stop()
+
+
+def test_open_streams_hold_no_database_connection():
+    """Each stream's reads run in a thread of its own under ASGI: without `common.sse.StreamStorage`
+    every open stream kept a MariaDB connection (200 streams -> 200 connections, measured)."""
+    users = bulk_users(25)
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    sse = Child([*command, "--log-level", "warning"], child_env(), "sse")
+
+    def connections() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s", [connection.settings_dict["NAME"]]
+            )
+            return cursor.fetchone()[0]
+
+    streams = []
+    try:
+        wait_for_port(port, timeout=20)
+        warm = Stream(port, f"/api/sse/subscribe/{users[0].pk}?token={sse_token_issue(user_id=users[0].pk)}")
+        warm.until("stream-open")
+        before = connections()
+        for user in users[1:]:
+            stream = Stream(port, f"/api/sse/subscribe/{user.pk}?token={sse_token_issue(user_id=user.pk)}")
+            stream.until("stream-open")
+            streams.append(stream)
+        held = connections() - before
+        assert held <= 2, f"{len(streams)} open streams hold {held} database connections"
+        warm.close()
+    finally:
+        for stream in streams:
+            stream.close()
+        sse.stop()
