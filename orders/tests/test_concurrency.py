@@ -168,3 +168,35 @@ def test_one_user_concurrent_checkouts_and_payments_never_overdraw():
     assert not PointHistory.objects.filter(order_id__in=unpaid.values("pk")).exists()
     ledger = sum(PointHistory.objects.filter(user=user).values_list("amount", flat=True))
     assert ledger == balance_of(user)
+
+
+def test_expiry_jobs_at_once_expire_each_due_order_exactly_once():
+    """What two Celery beats (or a beat tick running late into the next) would do: four jobs start
+    over the same 120 due orders at the same moment; each order is expired by exactly one of them
+    (rows another job holds are skipped, not waited for; how the work splits is printed)."""
+    from orders.services import expire_due_orders
+    from outbox.models import OutboxEvent
+
+    product = make_product(stock=120, price=1_000)
+    user = UserFactory()
+    fund(user, 1_000_000)
+    order_ids = [checkout_initiate(user_id=user.pk, direct_items=[LineRequest(product.pk, 1)]).pk for _ in range(120)]
+    later = timezone.now() + timedelta(hours=1)
+    barrier = threading.Barrier(4)
+
+    @in_thread
+    def job():
+        barrier.wait()
+        return expire_due_orders(batch_size=2, now=later)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = [future.result() for future in [pool.submit(job) for _ in range(4)]]
+
+    assert all(kind == "ok" for kind, _ in results)
+    assert sum(count for _, count in results) == 120  # together exactly once each
+    assert set(Order.objects.filter(pk__in=order_ids).values_list("status", flat=True)) == {"EXPIRED"}
+    expired_events = OutboxEvent.objects.filter(type="OrderExpired", aggregateid__in=[str(pk) for pk in order_ids])
+    assert expired_events.count() == 120
+    assert stock_of(product) == (120, 0)
+    assert Reservation.objects.filter(order_id__in=order_ids, status="ACTIVE").count() == 0
+    print(f"expiry jobs split the 120 orders {[count for _, count in results]}")
