@@ -98,3 +98,23 @@ def test_staff_without_the_permission_cannot_replay(client, register_handler):
     assert Category.objects.count() == 0
     dead.refresh_from_db()
     assert dead.replayed_at is None
+
+
+def test_the_event_list_shows_the_pipeline_lag_and_the_waiting_dead_letters(admin_client_):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from outbox.models import OutboxEvent
+
+    a_dead_letter("waiting")
+    a_dead_letter("done", replayed_at=timezone.now())
+    event = OutboxEvent.objects.create(aggregatetype="test", aggregateid="1", type="TestCreated", payload={})
+    OutboxEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(seconds=120))
+
+    page = admin_client_.get(reverse("admin:outbox_outboxevent_changelist")).content.decode()
+
+    assert "Dead letters waiting: <strong>1</strong>" in page
+    age = float(page.split("oldest unapplied event <strong>")[1].split(" s</strong>")[0])
+    assert 119 <= age < 180
+    assert "replayed_at__isempty=1" in page
