@@ -12,6 +12,11 @@ Without the header the view runs in one retried transaction. With it:
 2. the view runs in the business transaction, and the response is stored in that same
    transaction (so a committed effect always has its stored answer, and vice versa);
 3. a refusal or crash rolls the business transaction back and deletes the claim.
+
+The view reads the key as `request.idempotency_key` (None without the header). A view with
+`atomic=False` commits its effect before its answer is stored: if its process dies in between, the
+retry that takes over the stale claim runs the view again. Such a view stores the key with its
+effect (in the same INSERT) and answers a retry with the effect it finds (orders/queue.py).
 """
 
 from __future__ import annotations
@@ -105,6 +110,7 @@ def idempotent(view_method=None, *, atomic: bool = True):
     @functools.wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
         key = request.headers.get(HEADER)
+        request.idempotency_key = key
         if key is None:
             if not atomic:
                 return run(self, request, *args, **kwargs)

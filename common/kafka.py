@@ -44,20 +44,24 @@ def topic(name: str) -> str:
 # --- producing ------------------------------------------------------------------------------
 
 
-_PRODUCER_STATE_ERRORS = {
-    KafkaError.PRODUCER_FENCED,  # seen on tansu under load, not flagged fatal
+# Delivery errors after which an idempotent producer is replaced: the broker no longer accepts its
+# producer id or sequence numbers, or it could not deliver for `message.timeout.ms`. A restarted
+# tansu (memory storage) forgets every producer id: librdkafka 2.11 then bumps its epoch and retries
+# UNKNOWN_PRODUCER_ID forever, reporting nothing but _MSG_TIMED_OUT (measured), and its stale id can
+# collide with an id the new broker gives another producer (PRODUCER_FENCED or
+# OUT_OF_ORDER_SEQUENCE_NUMBER there; tansu does not flag them fatal).
+_REPLACE_ON = {
+    KafkaError.PRODUCER_FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
-    KafkaError.UNKNOWN_PRODUCER_ID,  # the broker restarted with memory storage
+    KafkaError.UNKNOWN_PRODUCER_ID,
     KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._FATAL,
 }
 
 
 class ProduceFailed(Exception):
     """The broker did not acknowledge in time (or refused): nothing may count as sent."""
-
-
-_producer: Producer | None = None
-_producer_lock = threading.Lock()
 
 
 def producer_config(**overrides: Any) -> dict[str, Any]:
@@ -82,29 +86,141 @@ def _log_error(err: KafkaError) -> None:
     log.warning("kafka: %s", err)
 
 
-def get_producer() -> Producer:
+@dataclass
+class ProducerHealth:
+    """What one producer's callbacks told about it; `stale` says why it must not be used any more.
+
+    Kept apart from the producer (whose callbacks hold it) so that a discarded producer is freed at
+    once, without waiting for the garbage collector to break a cycle."""
+
+    delivered: bool = False  # the broker acknowledged one of its messages: it holds a producer id
+    stale: str | None = None
+
+    def on_error(self, err: KafkaError) -> None:
+        _log_error(err)
+        if err.fatal():
+            self.retire(str(err))
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN and self.delivered:
+            # The broker may come back without our producer id (tansu keeps none across a restart).
+            self.retire("lost every broker connection after it had delivered")
+
+    def on_delivery(self, err: KafkaError | None) -> None:
+        if err is None:
+            self.delivered = True
+        elif err.fatal() or err.code() in _REPLACE_ON:
+            self.retire(str(err))
+
+    def retire(self, reason: str) -> None:
+        if self.stale is None:
+            self.stale = reason
+            log.warning("kafka: producer to be replaced: %s", reason)
+
+
+class GuardedProducer:
+    """An idempotent producer that notices when it must be replaced (`stale`): after a fatal error,
+    a producer-state or timed-out delivery, or an outage of every broker once it held a producer id.
+    Its owner replaces it then; `discard()` makes sure the old one never talks to the broker again."""
+
+    def __init__(self, **overrides: Any):
+        self.health = ProducerHealth()
+        self._producer = Producer(producer_config(**overrides, error_cb=self.health.on_error))
+
+    @property
+    def stale(self) -> str | None:
+        return self.health.stale
+
+    def produce(
+        self,
+        topic_name: str,
+        *,
+        key: str | bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        """Like `Producer.produce` (raises BufferError when its queue is full, KafkaException)."""
+        health = self.health
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            health.on_delivery(err)
+            if on_delivery is not None:
+                on_delivery(err, msg)
+
+        try:
+            self._producer.produce(topic_name, key=key, value=value, headers=headers or [], on_delivery=report)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                health.retire(str(exc))
+            raise
+
+    def poll(self, timeout: float = 0) -> int:
+        try:
+            return self._producer.poll(timeout)
+        except (KafkaException, SystemError) as exc:  # fatal state; SystemError wraps it from a callback
+            self.health.retire(f"{type(exc).__name__}: {exc}")
+            raise
+
+    def flush(self, timeout: float) -> int:
+        try:
+            return self._producer.flush(timeout)
+        except (KafkaException, SystemError) as exc:
+            self.health.retire(f"{type(exc).__name__}: {exc}")
+            raise
+
+    def warm_up(self, timeout: float = 1.5) -> None:
+        """The first produce of an idempotent producer waits for its producer id (~0.5 s measured on
+        tansu), longer than a request path may wait: pay it once, when the producer is created
+        (`timeout` 0: do not wait, the id is requested in the background). A delivered warm-up also
+        tells `health` that the producer holds an id."""
+        try:
+            self.produce(topic("warmup"), key=b"warmup", value=b"")
+            if timeout > 0:
+                self.flush(timeout)
+            else:
+                self.poll(0)
+        except (BufferError, KafkaException, SystemError) as exc:
+            log.warning("kafka: producer warm-up failed: %s", exc)
+
+    def discard(self) -> None:
+        """Drop every message it still holds, so a stale producer sends nothing more."""
+        try:
+            self._producer.purge()
+            self._producer.flush(0)  # serve the purged messages' callbacks: their waiters give up
+        except (KafkaException, SystemError, RuntimeError) as exc:
+            log.warning("kafka: discarding a producer: %s", exc)
+
+
+_producer: GuardedProducer | None = None
+_producer_lock = threading.Lock()
+
+
+def get_producer() -> GuardedProducer:
+    """The process's shared producer; replaced (and the old one discarded) once it went stale. Only
+    the first one is warmed up with a wait: a replacement is mostly needed while the broker is
+    down or just back, when a request must not wait 1.5 s more before its 503."""
     global _producer
     with _producer_lock:
+        replacing = _producer is not None
+        if _producer is not None:
+            try:
+                _producer.poll(0)  # serve error reports that came while it was idle (a broker restart)
+            except (KafkaException, SystemError):
+                pass  # marked stale
+            if _producer.stale:
+                _producer.discard()
+                _producer = None
         if _producer is None:
-            _producer = Producer(producer_config())
-            _warm_up(_producer)
+            _producer = GuardedProducer()
+            _producer.warm_up(timeout=0 if replacing else 1.5)
         return _producer
 
 
-def _warm_up(producer: Producer, timeout: float = 1.5) -> None:
-    """The first produce of an idempotent producer waits for its producer id (~0.5 s measured on
-    tansu), longer than a request path may wait. Pay it once, when the producer is created."""
-    try:
-        producer.produce(topic("warmup"), key=b"warmup", value=b"")
-        producer.flush(timeout)
-    except (BufferError, KafkaException) as exc:
-        log.warning("kafka: producer warm-up failed: %s", exc)
-
-
 def reset_producer() -> None:
-    """Drop the shared producer (after a fatal error such as UNKNOWN_PRODUCER_ID on a restarted broker)."""
+    """Drop the shared producer (tests; callers that gave up on it)."""
     global _producer
     with _producer_lock:
+        if _producer is not None:
+            _producer.discard()
         _producer = None
 
 
@@ -146,7 +262,7 @@ def produce_and_wait(
 
     producer = get_producer()
     try:
-        producer.produce(topic_name, key=key, value=value, headers=headers or [], on_delivery=on_delivery)
+        producer.produce(topic_name, key=key, value=value, headers=headers, on_delivery=on_delivery)
     except (BufferError, KafkaException) as exc:
         raise ProduceFailed(str(exc)) from exc
     deadline = time.monotonic() + timeout
@@ -156,16 +272,15 @@ def produce_and_wait(
             break
         try:
             producer.poll(min(remaining, 0.05))
-        except (KafkaException, SystemError) as exc:  # fatal idempotent-producer state
-            reset_producer()
+        except (KafkaException, SystemError) as exc:  # fatal: the producer is stale, the next call replaces it
             raise ProduceFailed(str(exc)) from exc
     if not done.is_set():
+        # Not a reason to replace the producer: a slow broker. A broker that lost our producer id
+        # shows as _MSG_TIMED_OUT later, and that report makes the producer stale.
         raise ProduceFailed("no acknowledgement from the broker in time")
     err = outcome["err"]
     if err is not None:
-        if err.fatal() or err.code() in _PRODUCER_STATE_ERRORS:
-            reset_producer()  # a fenced or fatal idempotent producer fails every later message
-        raise ProduceFailed(str(err))
+        raise ProduceFailed(str(err))  # a fenced or fatal producer is stale now (see _REPLACE_ON)
     msg = outcome["msg"]
     return msg.partition(), msg.offset()
 
@@ -222,13 +337,18 @@ class ConsumerRunner:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
-            "error_cb": _log_error,
+            "error_cb": self._on_error,
             **settings.KAFKA_CONSUMER_CONFIG,
             **spec.extra_config,
             **config_overrides,
         }
+        self.config = config
         self.consumer = Consumer(config)
+        self.callbacks: dict[str, Callable] = {}
+        self.holds_assignment = False  # was assigned partitions since it was created
+        self.brokers_lost = threading.Event()
         self.retry_delay = 0.1
+        self.topics_ensured_at = 0.0
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -240,7 +360,17 @@ class ConsumerRunner:
         """Run until stopped. For tests and tools: stop after `max_batches` handled batches, after
         `idle_timeout` s without messages once partitions are assigned, or after `max_seconds`."""
         assigned = threading.Event()
-        self.consumer.subscribe(list(self.spec.topics), on_assign=lambda *_: assigned.set())
+
+        def on_assign(_consumer, partitions: list[TopicPartition]) -> None:
+            log.info("consumer %s: assigned %s", self.spec.name, describe(partitions))
+            self.holds_assignment = True
+            assigned.set()
+
+        def on_revoke(_consumer, partitions: list[TopicPartition]) -> None:
+            log.info("consumer %s: revoked %s", self.spec.name, describe(partitions))
+
+        self.callbacks = {"on_assign": on_assign, "on_revoke": on_revoke}
+        self.consumer.subscribe(list(self.spec.topics), **self.callbacks)
         handled, started = 0, time.monotonic()
         idle_since = started
         log.info("consumer %s: subscribed to %s as %s", self.spec.name, self.spec.topics, self.spec.group)
@@ -265,16 +395,64 @@ class ConsumerRunner:
             close_old_connections()
         return handled
 
+    def _on_error(self, err: KafkaError) -> None:
+        _log_error(err)
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.brokers_lost.set()
+
     def poll_batch(self) -> list[Message]:
-        messages = self.consumer.consume(self.spec.batch_size, self.spec.poll_timeout)
+        if self.brokers_lost.is_set():
+            self.brokers_lost.clear()
+            if self.holds_assignment:
+                # The broker may come back without our topics (tansu keeps none across a restart), and
+                # librdkafka 2.11 crashes (SIGSEGV in its metadata cache: 17 crashes in 23 tansu restarts
+                # measured) when it fetches a topic the restarted broker does not know. A new consumer
+                # holds no assignment and rejoins the group once the broker is back (0 crashes in 8).
+                self.renew("lost every broker connection")
+        try:
+            messages = self.consumer.consume(self.spec.batch_size, self.spec.poll_timeout)
+        except KafkaException as exc:  # never a reason to exit: a fatal consumer is replaced
+            log.warning("consumer %s: poll failed: %s", self.spec.name, exc)
+            if exc.args[0].fatal():
+                self.renew(str(exc))
+            else:
+                self.stopping.wait(0.5)
+            return []
         good = []
         for msg in messages:
             if msg.error():
+                if msg.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    self.create_missing_topics()
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer %s: %s", self.spec.name, msg.error())
                 continue
             good.append(msg)
         return good
+
+    def renew(self, reason: str) -> None:
+        """A new consumer in the same group, without the old one's state (after a fatal error, or once
+        every broker was lost). Offsets are committed after each batch: nothing is lost, a batch may
+        come again and is skipped by the idempotent handler."""
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("consumer %s: closing the old consumer: %s", self.spec.name, exc)
+        self.consumer = Consumer(self.config)
+        self.holds_assignment = False
+        self.consumer.subscribe(list(self.spec.topics), **self.callbacks)
+        log.warning("consumer %s: replaced (%s); rejoining %s", self.spec.name, reason, self.spec.group)
+
+    def create_missing_topics(self) -> None:
+        """Subscribed topics that do not exist (a broker restarted with memory storage lost them) are
+        created, so the group is assigned them before the first producer recreates them. Not for
+        regex subscriptions: they pick up whatever topics appear. At most every 5 s."""
+        if self.spec.topic_regex or time.monotonic() - self.topics_ensured_at < 5:
+            return
+        self.topics_ensured_at = time.monotonic()
+        try:
+            ensure_topics(self.spec.topics, timeout=5)
+        except KafkaException as exc:
+            log.warning("consumer %s: could not create its topics: %s", self.spec.name, exc)
 
     def handle(self, batch: list[Message]) -> bool:
         """Apply one batch; True if it was applied and its offsets committed."""
@@ -315,6 +493,14 @@ class ConsumerRunner:
                 self.consumer.seek(TopicPartition(topic_name, partition, offset))
             except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
                 log.warning("consumer %s: seek failed: %s", self.spec.name, exc)
+
+
+def describe(partitions: Iterable[TopicPartition]) -> str:
+    """'ecommerce.checkout-queue[0,2]' (what the logs and the cluster test read)."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{name}[{','.join(map(str, sorted(ps)))}]" for name, ps in sorted(by_topic.items())) or "nothing"
 
 
 def next_offsets(batch: Iterable[Message]) -> list[TopicPartition]:

@@ -70,7 +70,12 @@ class CheckoutQueueView(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         user_id = acting_user_id(request, v.get("userId"))
-        ticket = queue_request_enqueue(user_id=user_id, product_id=v["productId"], quantity=v["quantity"])
+        ticket = queue_request_enqueue(
+            user_id=user_id,
+            product_id=v["productId"],
+            quantity=v["quantity"],
+            idempotency_key=request.idempotency_key,  # a retry after a crash finds its request
+        )
         payload = {
             "requestId": str(ticket.request.request_id),
             "queuePosition": ticket.request.queue_position,

@@ -81,6 +81,10 @@ class QueueRequest(models.Model):
     `live` is True while the request is QUEUED and NULL once it is done, so the unique key
     (user, product, live) allows one live request per user per product and any number of finished
     ones (MariaDB/MySQL unique keys admit repeated NULLs). See orders/queue.py for the protocol.
+
+    `idempotency_key` is the client's Idempotency-Key, stored in the INSERT that creates the request:
+    a retry that takes over the key of a crashed attempt finds this request instead of queueing a
+    second one (unique per user; NULL without the header).
     """
 
     Status = QueueRequestStatus
@@ -96,11 +100,13 @@ class QueueRequest(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["product", "status", "id"], name="queue_product_status_id")]
         constraints = [
             models.UniqueConstraint(fields=["user", "product", "live"], name="uniq_queue_live_request"),
+            models.UniqueConstraint(fields=["user", "idempotency_key"], name="uniq_queue_idempotency_key"),
             models.CheckConstraint(
                 condition=(
                     models.Q(status=QueueRequestStatus.QUEUED, live=True)

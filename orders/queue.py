@@ -12,6 +12,13 @@ Web, `queue_request_enqueue` (runs outside any transaction: it talks to Kafka):
      QUEUE_UNAVAILABLE and nothing is recorded. Not deleted: the consumer served it already (the
      message did land, or the row was swept up, see below), so the answer is 202 after all.
 
+With an Idempotency-Key the row carries the key (unique per user), inserted in step 2. A retry
+whose first attempt died after that INSERT (its web worker killed: the answer was never stored, and
+the retry took over the stale key) finds the row first and answers with it instead of queueing a
+second request: still QUEUED, its message is produced again (the first attempt may have died before
+producing it; a second message for an answered row does nothing) and the answer follows steps 3-4;
+already answered, the 202 names it at once.
+
 Consumer, `queue_process_batch`: for each product in the batch, every QUEUED row of that product
 up to the newest row the batch names is answered, oldest first (row id = admission order), in
 chunks of one transaction each: lock the rows, lock the stock row once, allocate while stock lasts,
@@ -60,7 +67,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from common.db import run_in_transaction
-from common.errors import CacheUnavailable, Conflict, DependencyUnavailable, NotFound, ValidationFailed
+from common.errors import (
+    CacheUnavailable,
+    Conflict,
+    DependencyUnavailable,
+    IdempotencyKeyReused,
+    NotFound,
+    ValidationFailed,
+)
 from common.kafka import ProduceFailed, produce_and_wait, topic
 from inventory.models import Reservation, Stock
 from orders.bulk_sql import insert_rows, update_by_pk
@@ -150,41 +164,87 @@ class QueueTicket:
     estimated_wait_seconds: int
 
 
-def queue_request_enqueue(*, user_id: int, product_id: int, quantity: int = 1) -> QueueTicket:
-    """Admit, claim, publish, then push `checkout-queued` (see the module docstring)."""
+def queue_request_enqueue(
+    *, user_id: int, product_id: int, quantity: int = 1, idempotency_key: str | None = None
+) -> QueueTicket:
+    """Admit, claim, publish, then push `checkout-queued` (see the module docstring). With an
+    `idempotency_key` already stored on a request of this user, answer with that request."""
     if connection.in_atomic_block:
         raise RuntimeError("queue_request_enqueue talks to Kafka and must not run inside a transaction")
     if not 1 <= quantity <= MAX_QUANTITY:
         raise ValidationFailed(f"quantity must be between 1 and {MAX_QUANTITY}.")
     _flash_sale_product(product_id)
+    if idempotency_key is not None:
+        earlier = _request_with_key(user_id, idempotency_key)
+        if earlier is not None:
+            return _resume(earlier, product_id=product_id, quantity=quantity)
     position, ahead = _admit(product_id)
     try:
-        request = _claim(user_id=user_id, product_id=product_id, quantity=quantity, position=position)
+        request = _claim(
+            user_id=user_id,
+            product_id=product_id,
+            quantity=quantity,
+            position=position,
+            idempotency_key=idempotency_key,
+        )
     except AlreadyQueued:
         _count_answered(product_id)
         raise
+    except _KeyTaken as taken:  # a concurrent attempt with the same key inserted first
+        _count_answered(product_id)
+        return _resume(taken.request, product_id=product_id, quantity=quantity)
+    return _publish(request, ahead=ahead)
+
+
+def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
+    """Produce the request's message and wait for the ack (withdraw it without one), then push
+    `checkout-queued`."""
     try:
-        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{product_id}", value=_message(request))
+        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
     except ProduceFailed as exc:
         served = _withdraw(request)
         if served is None:
-            _count_answered(product_id)
+            _count_answered(request.product_id)
             log.warning("queue: request %s withdrawn, broker did not acknowledge: %s", request.request_id, exc)
             raise QueueUnavailable() from exc
         request = served
     wait = math.ceil(ahead / max(settings.QUEUE_ESTIMATED_RATE, 1))
     sse_push_stored(
-        user_id,
+        request.user_id,
         "checkout-queued",
         {
             "requestId": str(request.request_id),
-            "productId": product_id,
-            "quantity": quantity,
-            "queuePosition": position,
+            "productId": request.product_id,
+            "quantity": request.quantity,
+            "queuePosition": request.queue_position,
             "estimatedWaitSeconds": wait,
         },
     )
     return QueueTicket(request=request, estimated_wait_seconds=wait)
+
+
+def _request_with_key(user_id: int, idempotency_key: str) -> QueueRequest | None:
+    return QueueRequest.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
+
+
+def _resume(earlier: QueueRequest, *, product_id: int, quantity: int) -> QueueTicket:
+    """Answer a retry with the request its key already made. Still QUEUED: publish it again (its
+    first attempt may have died before producing it). Answered: nothing to do but name it."""
+    if (earlier.product_id, earlier.quantity) != (product_id, quantity):
+        raise IdempotencyKeyReused()  # the key named another request (its stored answer expired)
+    log.info("queue: request %s (%s) retried with its Idempotency-Key", earlier.request_id, earlier.status)
+    if earlier.status != QUEUED:
+        return QueueTicket(request=earlier, estimated_wait_seconds=0)
+    return _publish(earlier, ahead=_ahead(earlier))
+
+
+def _ahead(request: QueueRequest) -> int:
+    """How many requests are still ahead of a queued one (0 if Redis cannot tell)."""
+    try:
+        answered = int(_redis().get(_key("done", request.product_id)) or 0)
+    except RedisError:
+        return 0
+    return max(request.queue_position - answered - 1, 0)
 
 
 def _flash_sale_product(product_id: int) -> Product:
@@ -196,8 +256,16 @@ def _flash_sale_product(product_id: int) -> Product:
     return product
 
 
-def _claim(*, user_id: int, product_id: int, quantity: int, position: int) -> QueueRequest:
-    """Insert the QUEUED row (committed at once). The unique live key refuses a second live request."""
+class _KeyTaken(Exception):
+    def __init__(self, request: QueueRequest):
+        self.request = request
+
+
+def _claim(
+    *, user_id: int, product_id: int, quantity: int, position: int, idempotency_key: str | None = None
+) -> QueueRequest:
+    """Insert the QUEUED row (committed at once). The unique live key refuses a second live request;
+    the unique (user, idempotency_key) a second request for one key (`_KeyTaken` names the first)."""
     for _ in range(2):
         request = QueueRequest(
             request_id=uuid.uuid4(),
@@ -205,11 +273,14 @@ def _claim(*, user_id: int, product_id: int, quantity: int, position: int) -> Qu
             product_id=product_id,
             quantity=quantity,
             queue_position=position,
+            idempotency_key=idempotency_key,
         )
         try:
             request.save(force_insert=True)  # one INSERT, committed at once (autocommit)
             return request
         except IntegrityError:
+            if idempotency_key is not None and (taken := _request_with_key(user_id, idempotency_key)):
+                raise _KeyTaken(taken) from None
             live = QueueRequest.objects.filter(user_id=user_id, product_id=product_id, live=True).first()
             if live is not None:
                 raise AlreadyQueued(

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection
@@ -48,7 +48,7 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import HeartbeatLogEvent, XidEvent
 from pymysqlreplication.row_event import WriteRowsEvent
 
-from common.kafka import producer_config
+from common.kafka import GuardedProducer
 from outbox.conf import setting, setting_float, setting_int
 from outbox.events import OutboxMessage, outbox_message
 from outbox.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_LEADER, RELAY_RESTARTS
@@ -219,9 +219,12 @@ class Relay:
         start = self.load_checkpoint() or self.start_at_binlog_end()
         self.progress = Progress(acked=start, saved=start, saved_at=time.monotonic())
         self.failure = None
-        self.producer = Producer(
-            producer_config(**{"message.timeout.ms": setting_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS"), "linger.ms": 1})
+        # A new producer for every run: the one of a failed run may hold a producer id the broker
+        # forgot (a restarted tansu keeps none), and would never deliver again.
+        self.producer = GuardedProducer(
+            **{"message.timeout.ms": setting_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS"), "linger.ms": 1}
         )
+        self.producer.warm_up()  # a delivered warm-up lets it notice a broker restart while idle
         stream = BinLogStreamReader(
             connection_settings=self._cdc_settings(),
             server_id=self.server_id,
@@ -307,17 +310,24 @@ class Relay:
     def after_each_event(self) -> None:
         if self.failure is not None:
             raise DeliveryFailed(str(self.failure))
+        if self.producer.stale:  # e.g. the broker went away after it delivered: it may come back without our id
+            raise DeliveryFailed(self.producer.stale)
         self.progress.advance()
         self.save_checkpoint()
         self.check_leadership()
 
     def finish(self) -> None:
         """Flush what was produced and save the acknowledged prefix (always safe: it was acknowledged;
-        best effort: after a database failure the next start re-reads from the older checkpoint)."""
-        try:
-            self.producer.flush(10)
-        except KafkaException as exc:
-            log.warning("outbox relay: flush failed: %s", exc)
+        best effort: after a database failure the next start re-reads from the older checkpoint).
+        After a delivery failure nothing more is awaited: the producer is discarded (a stale one
+        would only wait for its messages to time out) and the next run resumes from the checkpoint."""
+        if self.failure is not None or self.producer.stale:
+            self.producer.discard()
+        else:
+            try:
+                self.producer.flush(10)
+            except (KafkaException, SystemError) as exc:
+                log.warning("outbox relay: flush failed: %s", exc)
         self.progress.advance()
         try:
             self.save_checkpoint(force=True)
