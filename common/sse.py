@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django_eventstream import send_event
 from django_eventstream.channelmanager import DefaultChannelManager
 from django_eventstream.storage import DjangoModelStorage
@@ -54,13 +55,29 @@ def _close_unless_in_transaction() -> None:
         connection.close()
 
 
-def sse_push(user_id: int, event_type: str, data: dict[str, Any]) -> None:
+def sse_push(user_id: int, event_type: str, data: dict[str, Any], *, retry_seconds: float = 0.0) -> None:
     """Publish an event to the user's channel (stored for Last-Event-ID replay, fanned out by Redis).
 
     Call it after commit (`transaction.on_commit`), never inside a transaction. A failure is logged,
-    not raised: the same result is always readable by polling.
+    not raised: the same result is always readable by polling. With `retry_seconds`, a database that
+    is unreachable while the event is stored (a restart) is retried with back-off that long, so an
+    effect committed just before an outage still gets its notification; the storing transaction
+    either committed or did not, so a retry never stores the event twice (except in the rare case of
+    a commit whose acknowledgement was lost). Only for callers that may wait: background threads.
     """
-    try:
-        send_event(user_channel(user_id), event_type, data)
-    except Exception:  # noqa: BLE001 - SSE is a notification; the source of truth is the database
-        log.exception("SSE push failed for user %s (%s)", user_id, event_type)
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.2
+    while True:
+        try:
+            send_event(user_channel(user_id), event_type, data)
+            return
+        except DatabaseError:
+            if time.monotonic() + delay > deadline:
+                log.exception("SSE push failed for user %s (%s)", user_id, event_type)
+                return
+            connection.close()  # a connection broken by a restart must not be reused
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        except Exception:  # noqa: BLE001 - SSE is a notification; the source of truth is the database
+            log.exception("SSE push failed for user %s (%s)", user_id, event_type)
+            return

@@ -49,6 +49,10 @@ class Handler:
 
 HANDLERS: dict[str, Handler] = {}
 
+# A notification whose effect committed just before the database went away is retried this long
+# (on the consumer's notification threads, see `outbox.notify`): a restart takes a few seconds.
+NOTIFY_RETRY_SECONDS = 30.0
+
 
 def handles(event_type: str, *, publications: tuple[Publication, ...] = ()):
     """Register the decorated function as the handler of `event_type`."""
@@ -155,7 +159,7 @@ def payment_completed(event: Event) -> None:
     cart_remove_lines(user_id=user_id, product_ids=[product_id for product_id, _ in items])
     if confirmed:
         data = {"orderId": order_id, "paymentId": p.get("paymentId"), "amount": p.get("amount"), "status": "CONFIRMED"}
-        after_commit(lambda: sse_push(user_id, "order-completed", data))
+        after_commit(lambda: sse_push(user_id, "order-completed", data, retry_seconds=NOTIFY_RETRY_SECONDS))
 
 
 def _order_ended(event: Event, sse_type: str) -> None:
@@ -170,7 +174,7 @@ def _order_ended(event: Event, sse_type: str) -> None:
         for product_id, quantity in items_of(p):
             sales_record(product_id=product_id, quantity=-quantity, day=day)
     data = {"orderId": order_id, "reason": p.get("reason") or "", "wasPaid": bool(p.get("wasPaid"))}
-    after_commit(lambda: sse_push(user_id, sse_type, data))
+    after_commit(lambda: sse_push(user_id, sse_type, data, retry_seconds=NOTIFY_RETRY_SECONDS))
 
 
 @handles("OrderCancelled")
@@ -191,4 +195,4 @@ def coupon_issued(event: Event) -> None:
     p = event.payload
     user_id = field_int(p, "userId")
     data = {"userCouponId": p.get("userCouponId"), "couponId": p.get("couponId")}
-    after_commit(lambda: sse_push(user_id, "coupon-issued", data))
+    after_commit(lambda: sse_push(user_id, "coupon-issued", data, retry_seconds=NOTIFY_RETRY_SECONDS))

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django_eventstream.models import Event as SseEvent
 
 from outbox.models import OutboxEvent, ProcessedEvent, RelayCheckpoint
@@ -36,7 +36,6 @@ class Writer:
     rate: float
     threads: int = 2
     first: int = 1
-    tolerate_outage: bool = False  # retry a write while the database is down
     committed_at: dict[int, float] = field(default_factory=dict)
     errors: list[BaseException] = field(default_factory=list)
 
@@ -69,21 +68,13 @@ class Writer:
             connection.close()
 
     def _commit(self, n: int) -> None:
-        while True:
-            try:
-                with transaction.atomic():
-                    outbox_enqueue(
-                        aggregate_type="coupon",
-                        aggregate_id=n % 7,
-                        event_type="CouponIssued",
-                        payload={"userCouponId": n, "couponId": n % 7, "userId": 930_000 + n % USERS},
-                    )
-                return
-            except (OperationalError, InterfaceError):
-                if not self.tolerate_outage:
-                    raise
-                connection.close()
-                time.sleep(0.2)
+        with transaction.atomic():
+            outbox_enqueue(
+                aggregate_type="coupon",
+                aggregate_id=n % 7,
+                event_type="CouponIssued",
+                payload={"userCouponId": n, "couponId": n % 7, "userId": 930_000 + n % USERS},
+            )
 
     @property
     def numbers(self) -> set[int]:

@@ -81,14 +81,18 @@ class Seen:
     queue_requests: set[str] = field(default_factory=set)
     statuses: Counter = field(default_factory=Counter)
     unanswered: int = 0
+    retried: Counter = field(default_factory=Counter)  # (status, code) of attempts that were retried
     queue_log: list[tuple] = field(default_factory=list)  # (user, request id, attempts) for diagnostics
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def note(self, what: str, answer: Answer) -> None:
+    def note(self, what: str, answer: Answer, history: list[tuple[float, int, str | None]] = ()) -> None:
+        """A call's final answer; `history` (every attempt) counts the answers that were retried."""
         with self.lock:
             self.statuses[(what, answer.status, answer.code)] += 1
             if answer.status == 0:
                 self.unanswered += 1
+            for _, status, code in history[:-1]:
+                self.retried[(status, code)] += 1
 
     def server_errors(self) -> dict:
         return {k: n for k, n in self.statuses.items() if k[1] >= 500 and k[1] not in RETRY_STATUSES}
@@ -119,12 +123,12 @@ class Shopper(threading.Thread):
     def checkout_and_pay(self) -> None:
         line = {"productId": self.random.randint(6, 100), "quantity": 1}
         answer = self.api.retried("POST", "/checkout/initiate", {"directOrderItems": [line]})
-        self.seen.note("checkout", answer)
+        self.seen.note("checkout", answer, self.api.history)
         if answer.code == "INSUFFICIENT_BALANCE":  # what the storefront does: top up, then try again
             charged = self.api.retried("POST", f"/points/{self.user_id}/charge", {"amount": 1_000_000})
-            self.seen.note("charge", charged)
+            self.seen.note("charge", charged, self.api.history)
             answer = self.api.retried("POST", "/checkout/initiate", {"directOrderItems": [line]})
-            self.seen.note("checkout", answer)
+            self.seen.note("checkout", answer, self.api.history)
         if answer.status != 200:
             return
         order = answer.data
@@ -133,7 +137,7 @@ class Shopper(threading.Thread):
         paid = self.api.retried(
             "POST", "/payments/process", {"orderId": order["orderId"], "amount": order["finalAmount"]}
         )
-        self.seen.note("payment", paid)
+        self.seen.note("payment", paid, self.api.history)
         if paid.status == 200:
             with self.seen.lock:
                 self.seen.payments.add(paid.data["id"])
@@ -141,14 +145,14 @@ class Shopper(threading.Thread):
 
     def issue_coupon(self) -> None:
         answer = self.api.retried("POST", "/coupons/issue", {"couponId": self.random.randint(1, 10)})
-        self.seen.note("coupon", answer)
+        self.seen.note("coupon", answer, self.api.history)
         if answer.status == 200:
             with self.seen.lock:
                 self.seen.user_coupons.add(answer.data["userCouponId"])
 
     def queue(self) -> None:
         answer = self.api.retried("POST", "/checkout/queue", {"productId": self.random.randint(1, 5)})
-        self.seen.note("queue", answer)
+        self.seen.note("queue", answer, self.api.history)
         request_id = (answer.data or {}).get("requestId") if answer.status in (202, 409) else None
         with self.seen.lock:
             self.seen.queue_log.append((self.user_id, request_id, self.api.history))
