@@ -42,8 +42,10 @@ from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from procstats import TICKS, cpu_ticks, django_setup, percentile  # noqa: E402
+
 BENCH_DB = "bench_hot_row"
-TICKS = os.sysconf("SC_CLK_TCK")
 MODES = ("reserve", "guarded", "buckets")
 
 
@@ -72,15 +74,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def django_setup() -> None:
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DJANGO_ENV", "local")
-    import django
-
-    django.setup()
-
-
 # --- process statistics ----------------------------------------------------------------------
 
 
@@ -89,24 +82,6 @@ def mariadb_pid() -> int | None:
         return int((REPO / ".run" / "mariadb" / "mariadbd.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def cpu_ticks(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 # --- the bench rows ----------------------------------------------------------------------------

@@ -46,6 +46,37 @@ def read_proc(pid: int) -> tuple[str, int, int, float, str] | None:
     return comm, int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE_MB, cmdline
 
 
+def cpu_ticks(pid: int | None) -> int | None:
+    """utime + stime of one process in clock ticks (None if it is gone or unknown)."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The nearest-rank q-quantile of an already sorted list (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
+
+
+def django_setup() -> None:
+    """Set Django up for a benchmark run from this folder (the dev stack's settings by default)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_ENV", "local")
+    import django
+
+    django.setup()
+
+
 def descends_from(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
     while pid > 1:
         if pid == ancestor:

@@ -48,8 +48,10 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from procstats import TICKS, cpu_ticks, django_setup, percentile  # noqa: E402
+
 MARKER = "bench-fanout"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,15 +73,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",")]
     return args
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DJANGO_ENV", "local")
-    import django
-
-    django.setup()
 
 
 # --- the uvicorn under test ------------------------------------------------------------------------
@@ -135,9 +128,7 @@ def rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return (cpu_ticks(pid) or 0) / TICKS
 
 
 def db_connections() -> tuple[int, int]:
@@ -251,12 +242,6 @@ def count_channel_messages(stop_event: threading.Event, counts: dict) -> None:
 
 
 # --- one measurement -------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
 
 
 async def open_streams(port: int, user_ids: list[int], tag: str, concurrency: int) -> tuple[list, list]:
