@@ -76,10 +76,11 @@ from common.errors import (
     ValidationFailed,
 )
 from common.kafka import ProduceFailed, produce_and_wait, topic
+from common.sse import sse_trim
 from inventory.models import Reservation, Stock
 from orders.bulk_sql import insert_rows, update_by_pk
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
-from orders.sse_store import SseBatch, StoredEvent, sse_publish, sse_push_stored, sse_trim
+from orders.sse_store import SseBatch, StoredEvent, sse_publish, sse_push_stored
 from shop.errors import ProductNotFound
 from shop.models import PointWallet, Product
 

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 from django_eventstream.models import Event, EventCounter
-from django_eventstream.storage import EVENT_TIMEOUT
 
 from common.sse import user_channel
 from orders.bulk_sql import insert_rows
@@ -106,24 +103,6 @@ def sse_push_stored(user_id: int, event_type: str, payload: dict[str, Any]) -> N
         log.exception("SSE push failed for user %s (%s)", user_id, event_type)
         return
     sse_publish(stored)
-
-
-_last_trim = 0.0
-
-
-def sse_trim(*, every_seconds: float = 60, batch: int = 5000) -> int:
-    """Delete stored events older than django-eventstream's retention (EVENT_TIMEOUT minutes), at most
-    one bounded batch every `every_seconds` per process. `send_event` trims on every call; the bulk
-    paths here do not, so the consumer calls this after its commits."""
-    global _last_trim
-    if time.monotonic() - _last_trim < every_seconds:
-        return 0
-    _last_trim = time.monotonic()
-    cutoff = timezone.now() - timedelta(minutes=EVENT_TIMEOUT)
-    ids = list(Event.objects.filter(created__lt=cutoff).order_by("id").values_list("id", flat=True)[:batch])
-    if ids:
-        Event.objects.filter(id__in=ids).delete()
-    return len(ids)
 
 
 def sse_publish(stored: list[StoredEvent]) -> None:
