@@ -54,15 +54,15 @@ stop:  ## stop the background system, keep the services running
 down:  ## stop the background system and the services
 	@scripts/stack.sh down
 
-test: services  ## lint, migration check and the whole test suite against the real services
+test: services  ## lint, migration check and the whole test suite (fault scenarios included) against the real services
 	@$(PY) -m ruff check .
 	@$(PY) manage.py makemigrations --check --dry-run -v 1
-	@DJANGO_ENV=test $(PY) -m pytest -m "not browser and not faults and not cluster" $(PYTEST_ARGS)
+	@DJANGO_ENV=test $(PY) -m pytest -m "not browser and not cluster" $(PYTEST_ARGS)
 
 test-browser: services  ## browser tests in headless Chromium
 	@DJANGO_ENV=test $(PY) -m pytest -m browser $(PYTEST_ARGS)
 
-test-faults: services  ## fault-injection tests (stop/restart real services)
+test-faults: services  ## only the fault-injection tests (a private copy of the system; also part of make test)
 	@DJANGO_ENV=test $(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 test-cluster: services  ## the cluster test: mixed load, kill -9 of the active relay and of a checkout consumer
