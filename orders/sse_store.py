@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -26,20 +25,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_eventstream.models import Event, EventCounter
 
-from common.sse import user_channel
+from common.sse import StoredEvent, sse_publish, user_channel
 from orders.bulk_sql import insert_rows
 
 log = logging.getLogger(__name__)
-
-REDIS_PUBSUB_CHANNEL = "events_channel"  # django_eventstream.views.RedisListener subscribes to it
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    channel: str
-    event_type: str
-    data: str  # the JSON text of the payload, as django-eventstream carries it
-    eid: int
 
 
 class SseBatch:
@@ -103,30 +92,3 @@ def sse_push_stored(user_id: int, event_type: str, payload: dict[str, Any]) -> N
         log.exception("SSE push failed for user %s (%s)", user_id, event_type)
         return
     sse_publish(stored)
-
-
-def sse_publish(stored: list[StoredEvent]) -> None:
-    """Fan stored events out to every SSE process (Redis pub/sub). Call after commit; never raises."""
-    if not stored:
-        return
-    from django_eventstream.eventstream import redis_client  # built from settings.EVENTSTREAM_REDIS
-
-    if redis_client is None:
-        return
-    try:
-        pipe = redis_client.pipeline(transaction=False)
-        for event in stored:
-            pipe.publish(
-                REDIS_PUBSUB_CHANNEL,
-                json.dumps(
-                    {
-                        "channel": event.channel,
-                        "event_type": event.event_type,
-                        "data": event.data,
-                        "pub_id": str(event.eid),
-                    }
-                ),
-            )
-        pipe.execute()
-    except Exception:  # noqa: BLE001 - live fan-out is best effort; the events are stored
-        log.exception("SSE publish of %d stored events failed", len(stored))
