@@ -78,9 +78,21 @@ class CartFull(Conflict):
 
 
 __all__ = [
-    "DomainError", "UsernameTaken", "ProductNotFound", "CategoryNotFound",
-    "InsufficientBalance", "PointLimitExceeded", "RefundLimitExceeded", "OrderAlreadyDebited",
-    "OrderAlreadyRefunded", "RefundExceedsDebit",
-    "CouponNotFound", "CouponNotActive", "CouponSoldOut", "CouponAlreadyIssued", "CouponNotUsable",
-    "CartItemNotFound", "CartFull",
+    "DomainError",
+    "UsernameTaken",
+    "ProductNotFound",
+    "CategoryNotFound",
+    "InsufficientBalance",
+    "PointLimitExceeded",
+    "RefundLimitExceeded",
+    "OrderAlreadyDebited",
+    "OrderAlreadyRefunded",
+    "RefundExceedsDebit",
+    "CouponNotFound",
+    "CouponNotActive",
+    "CouponSoldOut",
+    "CouponAlreadyIssued",
+    "CouponNotUsable",
+    "CartItemNotFound",
+    "CartFull",
 ]

@@ -5,38 +5,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='OutboxEvent',
+            name="OutboxEvent",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('aggregatetype', models.CharField(max_length=64)),
-                ('aggregateid', models.CharField(max_length=64)),
-                ('type', models.CharField(max_length=64)),
-                ('payload', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("aggregatetype", models.CharField(max_length=64)),
+                ("aggregateid", models.CharField(max_length=64)),
+                ("type", models.CharField(max_length=64)),
+                ("payload", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
             options={
-                'db_table': 'outbox_event',
+                "db_table": "outbox_event",
             },
         ),
         migrations.CreateModel(
-            name='ProcessedEvent',
+            name="ProcessedEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('consumer', models.CharField(max_length=64)),
-                ('event_id', models.CharField(max_length=64)),
-                ('processed_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("consumer", models.CharField(max_length=64)),
+                ("event_id", models.CharField(max_length=64)),
+                ("processed_at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
             options={
-                'db_table': 'outbox_processed_event',
-                'constraints': [models.UniqueConstraint(fields=('consumer', 'event_id'), name='uniq_inbox_consumer_event')],
+                "db_table": "outbox_processed_event",
+                "constraints": [
+                    models.UniqueConstraint(fields=("consumer", "event_id"), name="uniq_inbox_consumer_event")
+                ],
             },
         ),
     ]

@@ -9,184 +9,325 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, unique=True, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('name', models.CharField(blank=True, max_length=100)),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                ("first_name", models.CharField(blank=True, max_length=150, verbose_name="first name")),
+                ("last_name", models.CharField(blank=True, max_length=150, verbose_name="last name")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="email address")),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
+                ("name", models.CharField(blank=True, max_length=100)),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
-                'abstract': False,
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
+                "abstract": False,
             },
             managers=[
-                ('objects', django.contrib.auth.models.UserManager()),
+                ("objects", django.contrib.auth.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='Category',
+            name="Category",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
             ],
             options={
-                'verbose_name_plural': 'categories',
+                "verbose_name_plural": "categories",
             },
         ),
         migrations.CreateModel(
-            name='Cart',
+            name="Cart",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='cart', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="cart", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Coupon',
+            name="Coupon",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('discount_type', models.CharField(choices=[('FIXED', 'Fixed'), ('PERCENTAGE', 'Percentage')], max_length=16)),
-                ('discount_value', models.PositiveBigIntegerField(help_text='KRW for FIXED, percent for PERCENTAGE')),
-                ('minimum_order_amount', models.PositiveBigIntegerField(default=0)),
-                ('max_discount_amount', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('total_quantity', models.PositiveIntegerField()),
-                ('issued_quantity', models.PositiveIntegerField(default=0)),
-                ('valid_from', models.DateTimeField()),
-                ('valid_to', models.DateTimeField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "discount_type",
+                    models.CharField(choices=[("FIXED", "Fixed"), ("PERCENTAGE", "Percentage")], max_length=16),
+                ),
+                ("discount_value", models.PositiveBigIntegerField(help_text="KRW for FIXED, percent for PERCENTAGE")),
+                ("minimum_order_amount", models.PositiveBigIntegerField(default=0)),
+                ("max_discount_amount", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("total_quantity", models.PositiveIntegerField()),
+                ("issued_quantity", models.PositiveIntegerField(default=0)),
+                ("valid_from", models.DateTimeField()),
+                ("valid_to", models.DateTimeField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('issued_quantity__lte', models.F('total_quantity'))), name='coupon_not_overissued'), models.CheckConstraint(condition=models.Q(models.Q(('discount_type', 'PERCENTAGE'), _negated=True), ('discount_value__lte', 100), _connector='OR'), name='coupon_percentage_max_100')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("issued_quantity__lte", models.F("total_quantity"))),
+                        name="coupon_not_overissued",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("discount_type", "PERCENTAGE"), _negated=True),
+                            ("discount_value__lte", 100),
+                            _connector="OR",
+                        ),
+                        name="coupon_percentage_max_100",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Product',
+            name="Product",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(db_index=True, max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('price', models.PositiveBigIntegerField(help_text='KRW')),
-                ('is_flash_sale', models.BooleanField(db_index=True, default=False)),
-                ('status', models.CharField(choices=[('ACTIVE', 'Active'), ('INACTIVE', 'Inactive')], default='ACTIVE', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('category', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='products', to='shop.category')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(db_index=True, max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("price", models.PositiveBigIntegerField(help_text="KRW")),
+                ("is_flash_sale", models.BooleanField(db_index=True, default=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ACTIVE", "Active"), ("INACTIVE", "Inactive")], default="ACTIVE", max_length=16
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "category",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="products", to="shop.category"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='CartItem',
+            name="CartItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('quantity', models.PositiveSmallIntegerField()),
-                ('gift_wrap', models.BooleanField(default=False)),
-                ('gift_message', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('cart', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='shop.cart')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='shop.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("quantity", models.PositiveSmallIntegerField()),
+                ("gift_wrap", models.BooleanField(default=False)),
+                ("gift_message", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "cart",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="shop.cart"
+                    ),
+                ),
+                ("product", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="shop.product")),
             ],
         ),
         migrations.CreateModel(
-            name='SalesDaily',
+            name="SalesDaily",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('quantity', models.BigIntegerField(default=0)),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sales', to='shop.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField()),
+                ("quantity", models.BigIntegerField(default=0)),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sales", to="shop.product"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'daily sales',
+                "verbose_name_plural": "daily sales",
             },
         ),
         migrations.CreateModel(
-            name='UserCoupon',
+            name="UserCoupon",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('ISSUED', 'Issued'), ('USED', 'Used'), ('EXPIRED', 'Expired')], default='ISSUED', max_length=8)),
-                ('issued_at', models.DateTimeField(auto_now_add=True)),
-                ('used_at', models.DateTimeField(blank=True, null=True)),
-                ('used_order_id', models.BigIntegerField(blank=True, null=True)),
-                ('held_order_id', models.BigIntegerField(blank=True, help_text='the live (unpaid) order this coupon backs, if any', null=True)),
-                ('coupon', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='user_coupons', to='shop.coupon')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='coupons', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ISSUED", "Issued"), ("USED", "Used"), ("EXPIRED", "Expired")],
+                        default="ISSUED",
+                        max_length=8,
+                    ),
+                ),
+                ("issued_at", models.DateTimeField(auto_now_add=True)),
+                ("used_at", models.DateTimeField(blank=True, null=True)),
+                ("used_order_id", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "held_order_id",
+                    models.BigIntegerField(
+                        blank=True, help_text="the live (unpaid) order this coupon backs, if any", null=True
+                    ),
+                ),
+                (
+                    "coupon",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="user_coupons", to="shop.coupon"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="coupons", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PointWallet',
+            name="PointWallet",
             fields=[
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, serialize=False, to=settings.AUTH_USER_MODEL)),
-                ('balance', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        serialize=False,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("balance", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('balance__gte', 0), ('balance__lte', 10000000)), name='wallet_balance_range')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("balance__gte", 0), ("balance__lte", 10000000)), name="wallet_balance_range"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PointHistory',
+            name="PointHistory",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.BigIntegerField(help_text='signed: + charge/refund, - use')),
-                ('type', models.CharField(choices=[('CHARGE', 'Charge'), ('USE', 'Use'), ('REFUND', 'Refund')], max_length=8)),
-                ('balance_after', models.BigIntegerField()),
-                ('order_id', models.BigIntegerField(blank=True, null=True)),
-                ('description', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='point_history', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("amount", models.BigIntegerField(help_text="signed: + charge/refund, - use")),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[("CHARGE", "Charge"), ("USE", "Use"), ("REFUND", "Refund")], max_length=8
+                    ),
+                ),
+                ("balance_after", models.BigIntegerField()),
+                ("order_id", models.BigIntegerField(blank=True, null=True)),
+                ("description", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="point_history",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'point histories',
-                'indexes': [models.Index(fields=['user', '-id'], name='point_history_user_id')],
-                'constraints': [models.UniqueConstraint(fields=('order_id', 'type'), name='uniq_point_history_order_type')],
+                "verbose_name_plural": "point histories",
+                "indexes": [models.Index(fields=["user", "-id"], name="point_history_user_id")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("order_id", "type"), name="uniq_point_history_order_type")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='product',
-            index=models.Index(fields=['category', 'id'], name='product_category_id'),
+            model_name="product",
+            index=models.Index(fields=["category", "id"], name="product_category_id"),
         ),
         migrations.AddConstraint(
-            model_name='product',
-            constraint=models.CheckConstraint(condition=models.Q(('price__gt', 0)), name='product_price_positive'),
+            model_name="product",
+            constraint=models.CheckConstraint(condition=models.Q(("price__gt", 0)), name="product_price_positive"),
         ),
         migrations.AddConstraint(
-            model_name='cartitem',
-            constraint=models.UniqueConstraint(fields=('cart', 'product'), name='uniq_cart_product'),
+            model_name="cartitem",
+            constraint=models.UniqueConstraint(fields=("cart", "product"), name="uniq_cart_product"),
         ),
         migrations.AddConstraint(
-            model_name='cartitem',
-            constraint=models.CheckConstraint(condition=models.Q(('quantity__gte', 1), ('quantity__lte', 99)), name='cart_qty_range'),
+            model_name="cartitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("quantity__gte", 1), ("quantity__lte", 99)), name="cart_qty_range"
+            ),
         ),
         migrations.AddIndex(
-            model_name='salesdaily',
-            index=models.Index(fields=['day', 'product'], name='sales_day_product'),
+            model_name="salesdaily",
+            index=models.Index(fields=["day", "product"], name="sales_day_product"),
         ),
         migrations.AddConstraint(
-            model_name='salesdaily',
-            constraint=models.UniqueConstraint(fields=('product', 'day'), name='uniq_sales_product_day'),
+            model_name="salesdaily",
+            constraint=models.UniqueConstraint(fields=("product", "day"), name="uniq_sales_product_day"),
         ),
         migrations.AddConstraint(
-            model_name='usercoupon',
-            constraint=models.UniqueConstraint(fields=('user', 'coupon'), name='uniq_user_coupon'),
+            model_name="usercoupon",
+            constraint=models.UniqueConstraint(fields=("user", "coupon"), name="uniq_user_coupon"),
         ),
     ]

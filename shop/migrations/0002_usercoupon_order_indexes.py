@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('shop', '0001_initial'),
+        ("shop", "0001_initial"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='usercoupon',
-            index=models.Index(fields=['held_order_id'], name='usercoupon_held_order'),
+            model_name="usercoupon",
+            index=models.Index(fields=["held_order_id"], name="usercoupon_held_order"),
         ),
         migrations.AddIndex(
-            model_name='usercoupon',
-            index=models.Index(fields=['used_order_id'], name='usercoupon_used_order'),
+            model_name="usercoupon",
+            index=models.Index(fields=["used_order_id"], name="usercoupon_used_order"),
         ),
     ]

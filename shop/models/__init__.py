@@ -5,6 +5,14 @@ from shop.models.users import User
 from shop.models.wallet import PointHistory, PointWallet
 
 __all__ = [
-    "Cart", "CartItem", "Category", "Coupon", "PointHistory", "PointWallet", "Product",
-    "SalesDaily", "User", "UserCoupon",
+    "Cart",
+    "CartItem",
+    "Category",
+    "Coupon",
+    "PointHistory",
+    "PointWallet",
+    "Product",
+    "SalesDaily",
+    "User",
+    "UserCoupon",
 ]
