@@ -496,7 +496,7 @@ class ConsumerRunner:
 
 
 def describe(partitions: Iterable[TopicPartition]) -> str:
-    """'ecommerce.checkout-queue[0,2]' (what the logs and the cluster test read)."""
+    """'ecommerce.queue.checkout[0,2]' (what the logs and the cluster test read)."""
     by_topic: dict[str, list[int]] = {}
     for tp in partitions:
         by_topic.setdefault(tp.topic, []).append(tp.partition)

@@ -14,6 +14,7 @@ module level (they import `outbox.services`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -49,10 +50,6 @@ class Handler:
 
 HANDLERS: dict[str, Handler] = {}
 
-# A notification whose effect committed just before the database went away is retried this long
-# (on the consumer's notification threads, see `outbox.notify`): a restart takes a few seconds.
-NOTIFY_RETRY_SECONDS = 30.0
-
 
 def handles(event_type: str, *, publications: tuple[Publication, ...] = ()):
     """Register the decorated function as the handler of `event_type`."""
@@ -66,10 +63,16 @@ def handles(event_type: str, *, publications: tuple[Publication, ...] = ()):
     return register
 
 
-def after_commit(fn: Callable[[], None]) -> None:
-    """Run the notification `fn` once the inbox transaction committed (on the consumer's notification
-    threads, see `outbox.notify`); a failure there is logged, never undoes anything."""
-    transaction.on_commit(lambda: notify(fn), robust=True)
+# A notification whose effect committed just before the database went away is retried this long
+# (on the consumer's notification threads, see `outbox.notify`): a restart takes a few seconds.
+NOTIFY_RETRY_SECONDS = 30.0
+
+
+def notify_after_commit(user_id: int, event_type: str, data: dict[str, Any]) -> None:
+    """SSE `event_type` to the user once the inbox transaction committed (on the consumer's
+    notification threads, see `outbox.notify`); a failure there is logged, never undoes anything."""
+    push = functools.partial(sse_push, user_id, event_type, data, retry_seconds=NOTIFY_RETRY_SECONDS)
+    transaction.on_commit(lambda: notify(push), robust=True)
 
 
 # --- payload helpers ------------------------------------------------------------------------
@@ -159,7 +162,7 @@ def payment_completed(event: Event) -> None:
     cart_remove_lines(user_id=user_id, product_ids=[product_id for product_id, _ in items])
     if confirmed:
         data = {"orderId": order_id, "paymentId": p.get("paymentId"), "amount": p.get("amount"), "status": "CONFIRMED"}
-        after_commit(lambda: sse_push(user_id, "order-completed", data, retry_seconds=NOTIFY_RETRY_SECONDS))
+        notify_after_commit(user_id, "order-completed", data)
 
 
 def _order_ended(event: Event, sse_type: str) -> None:
@@ -174,7 +177,7 @@ def _order_ended(event: Event, sse_type: str) -> None:
         for product_id, quantity in items_of(p):
             sales_record(product_id=product_id, quantity=-quantity, day=day)
     data = {"orderId": order_id, "reason": p.get("reason") or "", "wasPaid": bool(p.get("wasPaid"))}
-    after_commit(lambda: sse_push(user_id, sse_type, data, retry_seconds=NOTIFY_RETRY_SECONDS))
+    notify_after_commit(user_id, sse_type, data)
 
 
 @handles("OrderCancelled")
@@ -195,4 +198,4 @@ def coupon_issued(event: Event) -> None:
     p = event.payload
     user_id = field_int(p, "userId")
     data = {"userCouponId": p.get("userCouponId"), "couponId": p.get("couponId")}
-    after_commit(lambda: sse_push(user_id, "coupon-issued", data, retry_seconds=NOTIFY_RETRY_SECONDS))
+    notify_after_commit(user_id, "coupon-issued", data)
