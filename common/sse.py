@@ -36,11 +36,11 @@ class StreamStorage(DjangoModelStorage):
     """django-eventstream's database storage, minus one MariaDB connection per open stream, and
     without trimming inside every push.
 
-    `append_event` stores the event (one transaction: counter locked, row inserted) and trims old
-    events at most once a minute per process (`sse_trim`), where the library's trims on every call,
-    after the store committed. A push that failed in that trim looked failed although the event was
-    stored, and `sse_push(retry_seconds=...)` stored it a second time (seen once in five runs of the
-    MariaDB-restart fault test); a failed trim is now logged and the push counts as done.
+    `append_event` stores the event (one transaction: counter locked, row inserted), then trims old
+    events at most once a minute per process (`sse_trim`); the library's version trims on every call.
+    That trim runs after the store committed: when it failed, the push looked failed although the
+    event was stored, and `sse_push(retry_seconds=...)` stored it a second time (once in five runs of
+    the MariaDB-restart fault test). A failed trim is now logged and the push counts as done.
 
     Under ASGI, Django runs each request's synchronous code in a thread of its own, and the stream
     reads its stored events (on open, and after an overflow) through `sync_to_async` in that same
@@ -121,7 +121,8 @@ _last_trim = 0.0
 
 def sse_trim(*, every_seconds: float = 60, batch: int = 5000) -> int:
     """Delete stored events older than django-eventstream's retention (EVENT_TIMEOUT minutes), at most
-    one bounded batch every `every_seconds` per process (the library trims on every push)."""
+    one bounded batch every `every_seconds` per process: after `StreamStorage.append_event`, and by
+    the checkout consumer after its bulk stores (which do not go through the storage)."""
     global _last_trim
     if time.monotonic() - _last_trim < every_seconds:
         return 0
