@@ -24,6 +24,20 @@ def high_water(stack: Stack) -> dict[str, int]:
     return {table: stack.value(f"SELECT COALESCE(MAX(id), 0) FROM {table}") for table in TABLES}
 
 
+def wait_confirmed(stack: Stack, order_ids: list[int], timeout: float) -> float:
+    """Wait until the PaymentCompleted events of these orders were applied (PAID -> CONFIRMED)."""
+    started = time.monotonic()
+    marks = ",".join(["%s"] * len(order_ids))
+
+    def confirmed() -> bool:
+        statuses = stack.sql(f"SELECT status FROM orders_order WHERE id IN ({marks})", tuple(order_ids))
+        return len(statuses) == len(order_ids) and all(s == "CONFIRMED" for (s,) in statuses)
+
+    shown = f"{order_ids[:10]}{' and more' if len(order_ids) > 10 else ''}"
+    stack.wait(confirmed, timeout=timeout, what=f"{len(order_ids)} orders {shown} to be CONFIRMED")
+    return time.monotonic() - started
+
+
 def settle(stack: Stack, seen: Seen, users: tuple[int, ...], *, timeout: float = 60) -> float:
     """Wait until every queue request of these users is answered and every paid order is CONFIRMED
     (its PaymentCompleted event applied); returns the seconds it took."""
@@ -37,17 +51,8 @@ def settle(stack: Stack, seen: Seen, users: tuple[int, ...], *, timeout: float =
         timeout=timeout,
         what="every queued request to be answered",
     )
-    paid = tuple(sorted(seen.paid_orders))
-    if paid:
-        paid_marks = ",".join(["%s"] * len(paid))
-        stack.wait(
-            lambda: stack.value(
-                f"SELECT COUNT(*) FROM orders_order WHERE status = 'CONFIRMED' AND id IN ({paid_marks})", paid
-            )
-            == len(paid),
-            timeout=timeout,
-            what=f"the {len(paid)} paid orders to be CONFIRMED",
-        )
+    if seen.paid_orders:
+        wait_confirmed(stack, sorted(seen.paid_orders), timeout=timeout)
     return time.monotonic() - started
 
 

@@ -18,7 +18,14 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.faults.effects import assert_event_effects_once, assert_exactly_once, high_water, settle, unapplied_events
+from tests.faults.effects import (
+    assert_event_effects_once,
+    assert_exactly_once,
+    high_water,
+    settle,
+    unapplied_events,
+    wait_confirmed,
+)
 from tests.faults.shoppers import Answer, Api, Seen, run_shoppers, stop_shoppers
 from tests.faults.stack import Stack, running_stack
 
@@ -79,19 +86,6 @@ def checkout_and_pay(api: Api, product_id: int = 20) -> int:
 
 def order_status(stack: Stack, order_id: int) -> str:
     return stack.value("SELECT status FROM orders_order WHERE id = %s", (order_id,))
-
-
-def wait_confirmed(stack: Stack, order_ids: list[int], timeout: float) -> float:
-    """Wait until the PaymentCompleted events of these orders were applied (PAID -> CONFIRMED)."""
-    started = time.monotonic()
-    marks = ",".join(["%s"] * len(order_ids))
-
-    def confirmed() -> bool:
-        statuses = stack.sql(f"SELECT status FROM orders_order WHERE id IN ({marks})", tuple(order_ids))
-        return len(statuses) == len(order_ids) and all(s == "CONFIRMED" for (s,) in statuses)
-
-    stack.wait(confirmed, timeout=timeout, what=f"orders {order_ids} to be CONFIRMED")
-    return time.monotonic() - started
 
 
 def queue_and_wait(stack: Stack, api: Api, product_id: int, timeout: float = 30) -> tuple[Answer, float]:
