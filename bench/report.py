@@ -355,8 +355,31 @@ def write_run_report(args: argparse.Namespace) -> None:
     lines += ["", "![status codes](status.png)", "", "## Over time", "", "![requests/s](rps.png)", ""]
     lines += ["![latency](latency.png)", "", "## Processes", ""]
     lines += process_table(series) + ["", "![processes](process.png)", ""]
+    lines += lockwait_lines(raw / "lockwaits.json", summary)
     lines += ["## Invariant audit (after the run)", "", "```", audit, "```", ""]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "report.md").write_text("\n".join(lines))
+
+
+def lockwait_lines(path: Path, summary: dict) -> list[str]:
+    """InnoDB's row-lock counters over the run and the rows most waited on (bench/lockwaits.py)."""
+    if not path.exists():
+        return []
+    waits = json.loads(path.read_text())
+    summary["rowLocks"] = {k: waits[k] for k in ("row_lock_waits", "row_lock_time_ms")}
+    lines = [
+        "## Row locks",
+        "",
+        f"`Innodb_row_lock_waits` +{waits['row_lock_waits']:,}, `Innodb_row_lock_time` "
+        f"+{waits['row_lock_time_ms'] / 1000:,.1f} s over {waits['seconds']:.0f} s; some transaction was waiting "
+        f"in {waits['samples_with_waits']} of {waits['samples']} samples (every 0.3 s).",
+        "",
+    ]
+    if waits["top_rows"]:
+        lines += ["| row (table, index, key) | waiters seen | share |", "|---|---:|---:|"]
+        lines += [f"| `{r['row']}` | {r['waiter_samples']} | {r['share'] * 100:.0f} % |" for r in waits["top_rows"]]
+        lines.append("")
+    return lines
 
 
 # --- capacity --------------------------------------------------------------------------------------

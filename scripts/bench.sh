@@ -2,7 +2,8 @@
 # make bench SCENARIO=<name>: run k6/<name>.js against the whole stack and write a report.
 #   1. starts the stack (scripts/stack.sh up) unless something already answers /readyz on WEB_PORT
 #   2. reseeds: flash products 1..5 restocked, event coupons reset, fresh tokens for users 1..1000
-#   3. runs the scenario with `--out csv=` while bench/procstats.py samples CPU/memory every second
+#   3. runs the scenario with `--out csv=` while bench/procstats.py samples CPU/memory every second and
+#      bench/lockwaits.py the rows transactions wait on (and InnoDB's row-lock counters over the run)
 #   4. runs `manage.py audit_invariants`
 #   5. writes bench/reports/<name>[-<label>]-<timestamp>/report.md + PNGs (bench/report.py)
 # Environment (all optional):
@@ -51,7 +52,9 @@ $PY manage.py issue_tokens --users 1-1000 --out "$RAW_DIR/tokens.json" >/dev/nul
 # 3. the run, sampled
 $PY bench/procstats.py --out "$RAW_DIR/procstats.csv" --k6-marker "$RAW_DIR" ${STACK_PID:+--stack-pid "$STACK_PID"} &
 SAMPLER=$!
-trap 'kill "$SAMPLER" 2>/dev/null || true' EXIT
+$PY bench/lockwaits.py --out "$RAW_DIR/lockwaits.json" &
+LOCKS=$!
+trap 'kill "$SAMPLER" "$LOCKS" 2>/dev/null || true' EXIT
 K6_ENV=(-e "BASE_URL=$BASE_URL" -e "TOKENS=$RAW_DIR/tokens.json" -e "OUT=$RAW_DIR/summary.json")
 for var in VUS TIME_SCALE THINK_MIN THINK_MAX DURATION; do
   [[ -n "${!var:-}" ]] && K6_ENV+=(-e "$var=${!var}")
@@ -62,8 +65,8 @@ K6_CSV_TIME_FORMAT=unix_milli .venv/bin/k6 run -q --address 127.0.0.1:0 "${K6_EN
   --system-tags status,name,method,scenario,error_code --out "csv=$RAW_DIR/samples.csv.gz" "k6/$SCENARIO.js"
 K6_RC=$?
 set -e
-kill "$SAMPLER" 2>/dev/null || true
-wait "$SAMPLER" 2>/dev/null || true
+kill "$SAMPLER" "$LOCKS" 2>/dev/null || true
+wait "$SAMPLER" "$LOCKS" 2>/dev/null || true
 [[ -f "$RAW_DIR/summary.json" ]] && cp "$RAW_DIR/summary.json" "k6/results/$NAME.json"
 
 # 4. invariants
