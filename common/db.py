@@ -62,10 +62,3 @@ def use_case(fn: Callable[P, R]) -> Callable[P, R]:
         return run_in_transaction(lambda: fn(*args, **kwargs))
 
     return wrapper
-
-
-def lock_rows(queryset, *, ids=None):
-    """Lock rows in primary-key order (the one lock order every app uses) and return them."""
-    if ids is not None:
-        queryset = queryset.filter(pk__in=sorted(set(ids)))
-    return list(queryset.select_for_update().order_by("pk"))

@@ -22,11 +22,12 @@ from orders.errors import (
     InvalidItems,
     InvalidTransition,
     OrderNotCancellable,
-    OrderNotFound,
 )
+from orders.locks import lock_order
 from orders.models import Order, OrderItem, OrderStatus
 from orders.state import order_transition
 from outbox.services import outbox_enqueue
+from payments.services import payment_refund
 from shop.errors import ProductNotFound
 from shop.models import Product
 from shop.models.cart import GIFT_WRAP_PRICE
@@ -141,17 +142,6 @@ def checkout_initiate(
     return order
 
 
-def lock_order(order_id: int, *, user_id: int | None = None) -> Order:
-    """Lock one order row (404 if unknown, or not the given user's)."""
-    qs = Order.objects.select_for_update().filter(pk=order_id)
-    if user_id is not None:
-        qs = qs.filter(user_id=user_id)
-    order = qs.first()
-    if order is None:
-        raise OrderNotFound()
-    return order
-
-
 def _items_payload(order: Order) -> list[dict]:
     return [{"productId": i.product_id, "quantity": i.quantity} for i in order.items.all()]
 
@@ -236,8 +226,6 @@ def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Ord
         raise OrderNotCancellable(data={"status": order.status})
     order_transition(order, OrderStatus.CANCELLED, cancelled_at=timezone.now(), cancel_reason=reason[:255])
     if was_paid:
-        from payments.services import payment_refund  # payments depends on orders, not the reverse
-
         payment_refund(order=order)
         stock_restock(order_id=order.pk)
         if order.user_coupon_id:

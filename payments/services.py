@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from common.db import use_case
 from inventory.services import stock_consume
+from orders.locks import lock_order
 from orders.models import Order, OrderStatus
-from orders.services import lock_order
 from orders.state import order_transition
 from outbox.services import outbox_enqueue
 from payments.errors import AmountMismatch, OrderNotPayable, UnsupportedPaymentMethod
