@@ -1,5 +1,6 @@
 """Stock moves. Every function runs inside the caller's transaction and locks stock rows in
-product-id order with `select_for_update()`; every locked write bumps `version`.
+product-id order with `select_for_update()`; every locked write bumps `version`. The stock rows are
+the hot rows every buyer shares: callers lock them last (the lock order of `common.db`).
 
     reserve:  reserved += q                       (checkout)
     consume:  quantity -= q, reserved -= q         (payment)
@@ -65,17 +66,18 @@ def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int
     reservations = list(Reservation.objects.filter(order_id__in=order_ids, status=source))
     if not reservations:
         return 0
+    moved = Reservation.objects.filter(pk__in=[r.pk for r in reservations], status=source).update(status=target)
     per_product: dict[int, int] = defaultdict(int)
     for reservation in reservations:
         per_product[reservation.product_id] += reservation.quantity
-    _lock_stocks(per_product)
+    _lock_stocks(per_product)  # last: the hot rows (see the lock order in common.db)
     for product_id, quantity in sorted(per_product.items()):
         Stock.objects.filter(pk=product_id).update(
             quantity=F("quantity") + quantity_delta * quantity,
             reserved_quantity=F("reserved_quantity") + reserved_delta * quantity,
             version=F("version") + 1,
         )
-    return Reservation.objects.filter(pk__in=[r.pk for r in reservations], status=source).update(status=target)
+    return moved
 
 
 def stock_consume(*, order_id: int) -> int:

@@ -1,8 +1,8 @@
 """Order use cases: checkout (reserve stock, hold coupon, create the order), expiry, cancel, confirm.
 
-Lock order, everywhere: the order row, then stock rows in product-id order (inventory.services),
-then the user's own wallet / coupon rows. Each use case is one transaction (`common.db.use_case`),
-retried whole on lock timeouts and deadlocks.
+Locks follow the one lock order of `common.db` (the order, then its user's rows, the stock rows
+last). Each use case is one transaction (`common.db.use_case`), retried whole on lock timeouts and
+deadlocks.
 """
 
 from __future__ import annotations
@@ -186,13 +186,12 @@ def _enqueue_closed(order: Order, event_type: str, *, reason: str, was_paid: boo
 
 
 def _expire_locked(orders: list[Order]) -> None:
-    ids = [o.pk for o in orders]
     for order in orders:
         order_transition(order, OrderStatus.EXPIRED)
-    stock_release(order_ids=ids)
-    for order in orders:
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
+    stock_release(order_ids=[o.pk for o in orders])
+    for order in orders:
         _enqueue_closed(order, "OrderExpired", reason="EXPIRED", was_paid=False)
 
 
@@ -227,13 +226,13 @@ def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Ord
     order_transition(order, OrderStatus.CANCELLED, cancelled_at=timezone.now(), cancel_reason=reason[:255])
     if was_paid:
         payment_refund(order=order)
-        stock_restock(order_id=order.pk)
         if order.user_coupon_id:
             coupon_services.user_coupon_restore(order_id=order.pk)
+        stock_restock(order_id=order.pk)
     else:
-        stock_release(order_ids=[order.pk])
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
+        stock_release(order_ids=[order.pk])
     _enqueue_closed(order, "OrderCancelled", reason=reason[:255] or "CANCELLED", was_paid=was_paid)
     return order
 
