@@ -22,7 +22,7 @@ already answered, the 202 names it at once.
 Consumer, `queue_process_batch`: for each product in the batch, every QUEUED row of that product
 up to the newest row the batch names is answered, oldest first (row id = admission order), in
 chunks of one transaction each: lock the rows, lock the stock row once, allocate while stock lasts,
-bulk-create orders, order items and reservations, one guarded stock update, mark the rows
+bulk-create orders and order items, reserve their stock in one batch (inventory), mark the rows
 COMPLETED / FAILED, store their SSE events (orders/sse_store.py); after commit, publish the events
 and refresh the Redis counters and sold-out flag. It only ever touches rows it finds QUEUED under
 its lock, so:
@@ -60,7 +60,6 @@ from functools import partial
 from django.conf import settings
 from django.core.cache import caches
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from django_redis import get_redis_connection
 from redis import Redis
@@ -77,7 +76,7 @@ from common.errors import (
 )
 from common.kafka import ProduceFailed, produce_and_wait, topic
 from common.sse import sse_trim
-from inventory.models import Reservation, Stock
+from inventory.services import LockedStock, stock_lock, stock_reserve_batch
 from orders.bulk_sql import insert_rows, update_by_pk
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
 from orders.sse_store import SseBatch, StoredEvent, sse_publish, sse_push_stored
@@ -376,8 +375,8 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
     user_ids = [r.user_id for r in rows]
     balances = dict(PointWallet.objects.filter(user_id__in=user_ids).values_list("user_id", "balance"))
     events = SseBatch(user_ids)  # the users' SSE counters, locked before the hot stock row
-    stock = Stock.objects.select_for_update().filter(pk=product_id).first()  # the one hot-row lock
-    available = stock.available_quantity if stock else 0
+    stock = stock_lock(product_id=product_id)  # the one hot-row lock
+    available = stock.available
     winners: list[QueueRequest] = []
     losers: dict[str, list[QueueRequest]] = defaultdict(list)
     for row in rows:
@@ -390,8 +389,7 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
             available -= row.quantity
     now = timezone.now()
     if winners:
-        assert stock is not None
-        _create_orders(product, stock, winners, now)
+        _allocate(product, stock, winners, now)
     for code, group in losers.items():
         QueueRequest.objects.filter(pk__in=[r.pk for r in group], status=QUEUED).update(
             status=FAILED, live=None, error_code=code, completed_at=now
@@ -405,8 +403,25 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
     return len(rows)
 
 
-def _create_orders(product: Product, stock: Stock, winners: list[QueueRequest], now: datetime) -> None:
+def _allocate(product: Product, stock: LockedStock, winners: list[QueueRequest], now: datetime) -> None:
+    """Create the winners' orders, reserve their stock (one batch), mark their requests COMPLETED."""
     expires_at = now + timedelta(seconds=settings.ORDER_HOLD_SECONDS)
+    orders = _create_orders(product, winners, now, expires_at)
+    stock_reserve_batch(
+        stock=stock,
+        reservations=[(order.pk, row.quantity) for row, order in zip(winners, orders, strict=True)],
+        expires_at=expires_at,
+    )
+    for row, order in zip(winners, orders, strict=True):
+        row.status, row.live, row.order, row.completed_at = COMPLETED, None, order, now
+    # one UPDATE for all (`bulk_update` would build a CASE per row and field: seconds of CPU per thousand)
+    update_by_pk(
+        QueueRequest, {row.pk: row.order_id for row in winners}, "order", status=COMPLETED, live=None, completed_at=now
+    )
+
+
+def _create_orders(product: Product, winners: list[QueueRequest], now: datetime, expires_at: datetime) -> list[Order]:
+    """The winners' orders and order items, in two multi-row INSERTs; returns the orders with their ids."""
     stamp = timezone.localtime(now).strftime("%Y%m%d%H%M%S")
     orders = [
         Order(
@@ -438,24 +453,7 @@ def _create_orders(product: Product, stock: Stock, winners: list[QueueRequest], 
             for row, order in zip(winners, orders, strict=True)
         ]
     )
-    insert_rows(
-        [
-            Reservation(order_id=order.pk, product_id=product.pk, quantity=row.quantity, expires_at=expires_at)
-            for row, order in zip(winners, orders, strict=True)
-        ]
-    )
-    allocated = sum(row.quantity for row in winners)
-    updated = Stock.objects.filter(pk=product.pk, version=stock.version).update(
-        reserved_quantity=F("reserved_quantity") + allocated, version=F("version") + 1
-    )
-    if updated != 1:  # impossible while we hold the lock; refuse rather than oversell
-        raise RuntimeError(f"stock row of product {product.pk} changed under its lock")
-    for row, order in zip(winners, orders, strict=True):
-        row.status, row.live, row.order, row.completed_at = COMPLETED, None, order, now
-    # one UPDATE for all (`bulk_update` would build a CASE per row and field: seconds of CPU per thousand)
-    update_by_pk(
-        QueueRequest, {row.pk: row.order_id for row in winners}, "order", status=COMPLETED, live=None, completed_at=now
-    )
+    return orders
 
 
 def _result_event(row: QueueRequest) -> tuple[str, dict]:
