@@ -16,7 +16,7 @@ Without the header the view runs in one retried transaction. With it:
 The view reads the key as `request.idempotency_key` (None without the header). A view with
 `atomic=False` commits its effect before its answer is stored: if its process dies in between, the
 retry that takes over the stale claim runs the view again. Such a view stores the key with its
-effect (in the same INSERT) and answers a retry with the effect it finds (orders/queue.py).
+effect (in the same INSERT) and answers a retry with the effect it finds (orders/queue/admission.py).
 """
 
 from __future__ import annotations

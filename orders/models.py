@@ -80,7 +80,7 @@ class QueueRequest(models.Model):
 
     `live` is True while the request is QUEUED and NULL once it is done, so the unique key
     (user, product, live) allows one live request per user per product and any number of finished
-    ones (MariaDB/MySQL unique keys admit repeated NULLs). See orders/queue.py for the protocol.
+    ones (MariaDB/MySQL unique keys admit repeated NULLs). See orders/queue/ for the protocol.
 
     `idempotency_key` is the client's Idempotency-Key, stored in the INSERT that creates the request:
     a retry that takes over the key of a crashed attempt finds this request instead of queueing a

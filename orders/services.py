@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -48,8 +48,11 @@ class LineRequest:
     cart_item_id: int | None = None
 
 
-def new_order_number() -> str:
-    return f"O{timezone.localtime():%Y%m%d%H%M%S}{secrets.token_hex(4).upper()}"
+def new_order_number(*, now: datetime | None = None, suffix: str | None = None) -> str:
+    """`O`, the local time to the second, then 8 random hex digits, or `suffix`: the queue consumer
+    derives it from the (random, unique) request id, so that it can read back the ids of the orders it
+    inserted in one statement by their numbers."""
+    return f"O{timezone.localtime(now):%Y%m%d%H%M%S}{suffix or secrets.token_hex(4).upper()}"
 
 
 def _lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus, QueueRequest
-from orders.queue import queue_process_batch
+from orders.queue.allocation import queue_process_batch
 from orders.services import LineRequest, checkout_initiate, expire_due_orders, order_cancel
 from orders.tests.helpers import fund, give_coupon, make_product
 from payments.services import payment_process
