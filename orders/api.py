@@ -14,6 +14,7 @@ from orders.errors import InvalidItems
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import LineRequest, checkout_initiate, order_cancel
+from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES
 
 
 class OrderItemOutput(serializers.Serializer):
@@ -50,7 +51,7 @@ class OrderOutput(serializers.Serializer):
 
 class LineInput(serializers.Serializer):
     productId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    quantity = serializers.IntegerField(min_value=1, max_value=99)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
     giftWrap = serializers.BooleanField(default=False)
     giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
 
@@ -64,7 +65,7 @@ class CheckoutInitiateView(APIView):
     class Input(serializers.Serializer):
         userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
         cartItemIds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=50
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=MAX_LINES
         )
         directOrderItems = LineInput(many=True, required=False)
         userCouponId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
@@ -105,7 +106,7 @@ class OrdersView(APIView):
 
     class Input(serializers.Serializer):
         userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
-        items = LineInput(many=True, allow_empty=False, max_length=50)
+        items = LineInput(many=True, allow_empty=False, max_length=MAX_LINES)
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
         usedCouponIds = serializers.ListField(
             child=serializers.IntegerField(min_value=1, max_value=MAX_ID),

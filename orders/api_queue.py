@@ -14,9 +14,10 @@ from rest_framework.views import APIView
 from common.auth import acting_user_id
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
-from orders.queue.admission import MAX_QUANTITY, queue_request_enqueue, queue_request_get
+from orders.queue.admission import queue_request_enqueue, queue_request_get
 from orders.sse import sse_token_issue, subscribe_url
 from shop.api.strict_fields import StrictIntegerField
+from shop.pricing import MAX_QUEUE_QUANTITY
 
 
 class EnqueuedOutput(serializers.Serializer):
@@ -49,7 +50,7 @@ class CheckoutQueueView(APIView):
     class Input(serializers.Serializer):
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         productId = StrictIntegerField(min_value=1, max_value=MAX_ID)
-        quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY, default=1)
+        quantity = StrictIntegerField(min_value=1, max_value=MAX_QUEUE_QUANTITY, default=1)
 
     @extend_schema(
         request=Input,

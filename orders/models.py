@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from shop.models import Product, UserCoupon
+from shop.pricing import MAX_QUEUE_QUANTITY
 
 
 class OrderStatus(models.TextChoices):
@@ -114,7 +115,9 @@ class QueueRequest(models.Model):
                 ),
                 name="queue_live_iff_queued",
             ),
-            models.CheckConstraint(condition=models.Q(quantity__gte=1, quantity__lte=10), name="queue_quantity_1_10"),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=1, quantity__lte=MAX_QUEUE_QUANTITY), name="queue_quantity_1_10"
+            ),
         ]
 
     def __str__(self) -> str:

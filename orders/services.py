@@ -30,13 +30,10 @@ from outbox.services import outbox_enqueue
 from payments.services import payment_refund
 from shop.errors import ProductNotFound
 from shop.models import Product
-from shop.models.cart import GIFT_WRAP_PRICE
+from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES, line_total
 from shop.services import cart as cart_services
 from shop.services import coupons as coupon_services
 from shop.services import wallet as wallet_services
-
-MAX_LINE_QUANTITY = 99
-MAX_LINES = 50
 
 
 @dataclass(frozen=True)
@@ -92,15 +89,11 @@ def checkout_initiate(
             raise ProductNotFound(data={"productId": line.product_id})
 
     now = timezone.now()
-    priced = [
-        (
-            line,
-            products[line.product_id].price,
-            products[line.product_id].price * line.quantity + (GIFT_WRAP_PRICE if line.gift_wrap else 0),
-        )
-        for line in lines
-    ]
-    total = sum(line_total for _, _, line_total in priced)
+    priced = []  # (line, unit price, line total)
+    for line in lines:
+        price = products[line.product_id].price
+        priced.append((line, price, line_total(unit_price=price, quantity=line.quantity, gift_wrap=line.gift_wrap)))
+    total = sum(amount for _, _, amount in priced)
     discount = 0
     if user_coupon_id is not None:
         discount = coupon_services.user_coupon_quote(
@@ -131,10 +124,10 @@ def checkout_initiate(
             unit_price=unit_price,
             gift_wrap=line.gift_wrap,
             gift_message=line.gift_message,
-            line_total=line_total,
+            line_total=amount,
             cart_item_id=line.cart_item_id,
         )
-        for line, unit_price, line_total in priced
+        for line, unit_price, amount in priced
     )
     if user_coupon_id is not None:
         coupon_services.user_coupon_hold(

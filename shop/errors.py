@@ -1,4 +1,5 @@
 from common.errors import Conflict, DomainError, NotFound, ValidationFailed
+from shop.pricing import MAX_LINES
 
 
 class UsernameTaken(Conflict):
@@ -74,7 +75,7 @@ class CartItemNotFound(NotFound):
 
 
 class CartFull(Conflict):
-    code, message = "CART_FULL", "The cart already holds the maximum number of lines (50)."
+    code, message = "CART_FULL", f"The cart already holds the maximum number of lines ({MAX_LINES})."
 
 
 __all__ = [

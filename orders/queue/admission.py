@@ -24,10 +24,10 @@ from orders.queue.keys import QUEUE_TOPIC, count_answered, queue_key, redis_clie
 from orders.sse_store import sse_push_stored
 from shop.errors import ProductNotFound
 from shop.models import Product
+from shop.pricing import MAX_QUEUE_QUANTITY
 
 log = logging.getLogger(__name__)
 
-MAX_QUANTITY = 10
 QUEUED = QueueRequestStatus.QUEUED
 
 # KEYS: soldout, closed, pos, done. Returns {-1, 0} when flagged, else {position, answered so far}.
@@ -63,8 +63,8 @@ def queue_request_enqueue(
     `idempotency_key` already stored on a request of this user, answer with that request."""
     if connection.in_atomic_block:
         raise RuntimeError("queue_request_enqueue talks to Kafka and must not run inside a transaction")
-    if not 1 <= quantity <= MAX_QUANTITY:
-        raise ValidationFailed(f"quantity must be between 1 and {MAX_QUANTITY}.")
+    if not 1 <= quantity <= MAX_QUEUE_QUANTITY:
+        raise ValidationFailed(f"quantity must be between 1 and {MAX_QUEUE_QUANTITY}.")
     _flash_sale_product(product_id)
     if idempotency_key is not None:
         earlier = _request_withqueue_key(user_id, idempotency_key)

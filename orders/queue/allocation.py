@@ -24,6 +24,7 @@ from orders.queue.keys import record_answered
 from orders.services import new_order_number
 from orders.sse_store import SseBatch, StoredEvent, sse_publish
 from shop.models import PointWallet, Product
+from shop.pricing import line_total
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
     winners: list[QueueRequest] = []
     losers: dict[str, list[QueueRequest]] = defaultdict(list)
     for row in rows:
-        if balances.get(row.user_id, 0) < product.price * row.quantity:
+        if balances.get(row.user_id, 0) < line_total(unit_price=product.price, quantity=row.quantity):
             losers[INSUFFICIENT_BALANCE].append(row)
         elif row.quantity > available:
             losers[SOLD_OUT if available == 0 else INSUFFICIENT_STOCK].append(row)
@@ -134,9 +135,9 @@ def _create_orders(product: Product, winners: list[QueueRequest], now: datetime,
         Order(
             order_number=new_order_number(now=now, suffix=row.request_id.hex[:12].upper()),
             user_id=row.user_id,
-            total_amount=product.price * row.quantity,
+            total_amount=line_total(unit_price=product.price, quantity=row.quantity),
             discount_amount=0,
-            final_amount=product.price * row.quantity,
+            final_amount=line_total(unit_price=product.price, quantity=row.quantity),
             expires_at=expires_at,
         )
         for row in winners
@@ -154,7 +155,7 @@ def _create_orders(product: Product, winners: list[QueueRequest], now: datetime,
                 product_name=product.name,
                 quantity=row.quantity,
                 unit_price=product.price,
-                line_total=product.price * row.quantity,
+                line_total=line_total(unit_price=product.price, quantity=row.quantity),
             )
             for row, order in zip(winners, orders, strict=True)
         ]

@@ -1,7 +1,7 @@
 """Cart: one per user, one line per product, priced from current product prices on every read.
 
 Writes lock the user's cart row first (created on the first write, never on a read), so the
-50-line cap and the one-line-per-product rule hold under concurrent requests of one user.
+line cap (`shop.pricing.MAX_LINES`) and the one-line-per-product rule hold under concurrent requests of one user.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from common.db import use_case
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound
 from shop.models import Cart, CartItem, Product
-from shop.models.cart import GIFT_WRAP_PRICE, MAX_CART_LINES
+from shop.pricing import MAX_LINES, line_total
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class CartView:
 
 
 def cart_line_total(item: CartItem) -> int:
-    """Current unit price times quantity, plus the gift wrap (2,000 per line, not per unit)."""
-    return item.product.price * item.quantity + (GIFT_WRAP_PRICE if item.gift_wrap else 0)
+    """The line at its product's current price (`shop.pricing.line_total`)."""
+    return line_total(unit_price=item.product.price, quantity=item.quantity, gift_wrap=item.gift_wrap)
 
 
 # --- Reads ------------------------------------------------------------------------------------
@@ -75,8 +75,8 @@ def cart_item_set(
     values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
     if CartItem.objects.filter(cart=cart, product_id=product_id).update(**values):
         return CartItem.objects.get(cart=cart, product_id=product_id)
-    if CartItem.objects.filter(cart=cart).count() >= MAX_CART_LINES:
-        raise CartFull(data={"maxLines": MAX_CART_LINES})
+    if CartItem.objects.filter(cart=cart).count() >= MAX_LINES:
+        raise CartFull(data={"maxLines": MAX_LINES})
     return CartItem.objects.create(cart=cart, product_id=product_id, **values)
 
 
