@@ -32,7 +32,7 @@ from django.utils import timezone
 from rest_framework.response import Response
 
 from common.db import run_in_transaction
-from common.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, ValidationFailed
+from common.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidIdempotencyKey
 from common.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -116,7 +116,7 @@ def idempotent(view_method=None, *, atomic: bool = True):
                 return run(self, request, *args, **kwargs)
             return run_in_transaction(lambda: run(self, request, *args, **kwargs))
         if not key.strip() or len(key) > 255:
-            raise ValidationFailed("Idempotency-Key must be 1..255 characters.", code="INVALID_IDEMPOTENCY_KEY")
+            raise InvalidIdempotencyKey()
         user_id = request.user.pk if request.user.is_authenticated else 0
         claim = _claim(user_id, key, request)
         if isinstance(claim, Response):

@@ -1,4 +1,5 @@
 from common.errors import Conflict, DependencyUnavailable, NotFound, ValidationFailed
+from shop.errors import InsufficientBalance
 
 
 class OrderNotFound(NotFound):
@@ -17,8 +18,10 @@ class InvalidItems(ValidationFailed):
     code, message = "INVALID_ITEMS", "Give exactly one non-empty list of items, each product once."
 
 
-class InsufficientBalanceAtCheckout(Conflict):
-    code, message = "INSUFFICIENT_BALANCE", "Your points balance is below the order amount."
+class InsufficientBalanceAtCheckout(InsufficientBalance):
+    """The early refusal at checkout (the wallet's own INSUFFICIENT_BALANCE, worded for a new order)."""
+
+    message = "Your points balance is below the order amount."
 
 
 # --- Flash-sale queue ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from orders.errors import (
 )
 from orders.locks import lock_order
 from orders.models import Order, OrderItem, OrderStatus
-from orders.state import order_transition
+from orders.state import can_transition, order_transition
 from outbox.services import outbox_enqueue
 from payments.services import payment_refund
 from shop.errors import ProductNotFound
@@ -216,9 +216,9 @@ def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Ord
     """Cancel an order. Unpaid: release stock and coupon. Paid: refund points, restock, return coupon.
     `user_id=None` is an operator (admin) cancel."""
     order = lock_order(order_id, user_id=user_id)
-    was_paid = order.status in (OrderStatus.PAID, OrderStatus.CONFIRMED)
-    if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.CONFIRMED):
+    if not can_transition(order.status, OrderStatus.CANCELLED):
         raise OrderNotCancellable(data={"status": order.status})
+    was_paid = order.status != OrderStatus.PENDING_PAYMENT  # the one unpaid status that can be cancelled
     order_transition(order, OrderStatus.CANCELLED, cancelled_at=timezone.now(), cancel_reason=reason[:255])
     if was_paid:
         payment_refund(order=order)

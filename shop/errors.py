@@ -6,6 +6,14 @@ class UsernameTaken(Conflict):
     code, message = "USERNAME_TAKEN", "This username is already taken."
 
 
+class UserNotFound(NotFound):
+    code, message = "USER_NOT_FOUND", "User not found."
+
+
+class WeakPassword(ValidationFailed):
+    code, message = "WEAK_PASSWORD", "The password is too weak."
+
+
 class ProductNotFound(NotFound):
     code, message = "PRODUCT_NOT_FOUND", "Product not found."
 
@@ -15,6 +23,10 @@ class CategoryNotFound(NotFound):
 
 
 # --- Points wallet ----------------------------------------------------------------------------
+class InvalidAmount(ValidationFailed):
+    code, message = "INVALID_AMOUNT", "The amount is not a whole number of points in range."
+
+
 class InsufficientBalance(Conflict):
     """`data = {"required": amount, "balance": current}`."""
 
@@ -81,8 +93,11 @@ class CartFull(Conflict):
 __all__ = [
     "DomainError",
     "UsernameTaken",
+    "UserNotFound",
+    "WeakPassword",
     "ProductNotFound",
     "CategoryNotFound",
+    "InvalidAmount",
     "InsufficientBalance",
     "PointLimitExceeded",
     "RefundLimitExceeded",

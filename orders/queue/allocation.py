@@ -17,12 +17,15 @@ from django.utils import timezone
 
 from common.db import run_in_transaction
 from common.sse import sse_trim
+from inventory.errors import InsufficientStock
 from inventory.services import LockedStock, stock_lock, stock_reserve_batch
 from orders.bulk_sql import insert_rows, update_by_pk
+from orders.errors import SoldOut
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
 from orders.queue.keys import record_answered
 from orders.services import new_order_number
 from orders.sse_store import SseBatch, StoredEvent, sse_publish
+from shop.errors import InsufficientBalance
 from shop.models import PointWallet, Product
 from shop.pricing import line_total
 
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 1000  # request rows per consumer transaction
 
 QUEUED, COMPLETED, FAILED = QueueRequestStatus.QUEUED, QueueRequestStatus.COMPLETED, QueueRequestStatus.FAILED
-SOLD_OUT, INSUFFICIENT_STOCK, INSUFFICIENT_BALANCE = "SOLD_OUT", "INSUFFICIENT_STOCK", "INSUFFICIENT_BALANCE"
+SOLD_OUT, INSUFFICIENT_STOCK, INSUFFICIENT_BALANCE = SoldOut.code, InsufficientStock.code, InsufficientBalance.code
 
 
 def queue_process_batch(*, request_ids: Iterable[uuid.UUID], wake_product_ids: Iterable[int] = ()) -> int:

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.auth import query_user_id
-from common.errors import ValidationFailed
+from common.errors import InvalidParameter
 from common.idempotency import idempotent
 from common.pagination import bounded_int
 from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
@@ -120,7 +120,7 @@ class CartItemView(APIView):
             request.query_params.get("quantity"), name="quantity", default=None, low=0, high=MAX_LINE_QUANTITY
         )
         if quantity is None:
-            raise ValidationFailed("quantity is required.", code="INVALID_PARAMETER")
+            raise InvalidParameter("quantity is required.")
         cart_item_update_quantity(user_id=user_id, item_id=item_id, quantity=quantity)
         return cart_response(user_id)
 
