@@ -57,8 +57,7 @@ class LineInput(serializers.Serializer):
 
 
 def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
-    order = Order.objects.prefetch_related("items").get(pk=order.pk)
-    return Response(OrderOutput(order).data, status=code)
+    return Response(OrderOutput(order_get(user_id=order.user_id, order_id=order.pk)).data, status=code)
 
 
 class CheckoutInitiateView(APIView):

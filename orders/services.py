@@ -31,9 +31,9 @@ from payments.services import payment_refund
 from shop.errors import ProductNotFound
 from shop.models import Product
 from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES, line_total
-from shop.services import cart as cart_services
+from shop.selectors.cart import cart_lines_for_checkout
+from shop.selectors.wallet import points_balance
 from shop.services import coupons as coupon_services
-from shop.services import wallet as wallet_services
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def new_order_number(*, now: datetime | None = None, suffix: str | None = None) 
 
 
 def _lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:
-    items = cart_services.cart_lines_for_checkout(user_id=user_id, cart_item_ids=cart_item_ids)
+    items = cart_lines_for_checkout(user_id=user_id, cart_item_ids=cart_item_ids)
     return [LineRequest(i.product_id, i.quantity, i.gift_wrap, i.gift_message, i.pk) for i in items]
 
 
@@ -100,7 +100,7 @@ def checkout_initiate(
             user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, now=now
         )
     final = total - discount
-    balance = wallet_services.points_balance(user_id=user_id)
+    balance = points_balance(user_id=user_id)
     if balance < final:  # early refusal (incident 3); the debit at payment is the real guard
         raise InsufficientBalanceAtCheckout(data={"required": final, "balance": balance})
 

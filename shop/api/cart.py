@@ -12,15 +12,8 @@ from common.idempotency import idempotent
 from common.pagination import bounded_int
 from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
 from shop.pricing import GIFT_WRAP_PRICE, MAX_LINE_QUANTITY, MAX_LINES
-from shop.services.cart import (
-    CartView,
-    cart_clear,
-    cart_get,
-    cart_item_remove,
-    cart_item_set,
-    cart_item_update_quantity,
-    cart_line_total,
-)
+from shop.selectors.cart import CartView, cart_get, cart_line_total
+from shop.services.cart import cart_clear, cart_item_remove, cart_item_set, cart_item_update_quantity
 
 
 class CartItemOutput(serializers.Serializer):

@@ -10,7 +10,8 @@ from common.auth import acting_user_id, query_user_id
 from common.idempotency import idempotent
 from shop.api.strict_fields import StrictIntegerField
 from shop.models import Coupon, UserCoupon
-from shop.services.coupons import coupon_issue, coupon_list_issuable, user_coupon_display_status, user_coupon_list
+from shop.selectors.coupons import coupon_list_issuable, user_coupon_display_status, user_coupon_list
+from shop.services.coupons import coupon_issue
 
 
 class CouponOutput(serializers.Serializer):

@@ -33,12 +33,7 @@ from shop.errors import (
 )
 from shop.models import PointHistory, PointWallet
 from shop.models.wallet import MAX_BALANCE
-
-
-def points_balance(*, user_id: int) -> int:
-    """The current balance; a user without a wallet has 0."""
-    balance = PointWallet.objects.filter(user_id=user_id).values_list("balance", flat=True).first()
-    return balance or 0
+from shop.selectors.wallet import points_balance
 
 
 @use_case

@@ -11,7 +11,8 @@ from conftest import client_for
 from shop.errors import CartItemNotFound
 from shop.models import Cart, CartItem, Product
 from shop.pricing import MAX_LINES
-from shop.services.cart import cart_item_set, cart_lines_for_checkout, cart_remove_lines
+from shop.selectors.cart import cart_lines_for_checkout
+from shop.services.cart import cart_item_set, cart_remove_lines
 from shop.tests.factories import ProductFactory, UserFactory
 
 CART = "/api/v1/cart"
