@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.urls import path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status
@@ -170,12 +169,3 @@ class OrderCancelView(APIView):
 @extend_schema_view(post=extend_schema(operation_id="checkout_cancel"))
 class CheckoutCancelView(OrderCancelView):
     """`POST /checkout/{orderId}/cancel`: the same use case under the checkout path."""
-
-
-urlpatterns = [
-    path("checkout/initiate", CheckoutInitiateView.as_view(), name="checkout-initiate"),
-    path("checkout/<int:order_id>/cancel", CheckoutCancelView.as_view(), name="checkout-cancel"),
-    path("orders", OrdersView.as_view(), name="orders"),
-    path("orders/<int:order_id>", OrderDetailView.as_view(), name="order-detail"),
-    path("orders/<int:order_id>/cancel", OrderCancelView.as_view(), name="order-cancel"),
-]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -114,10 +113,3 @@ class SseTokenView(APIView):
         token = sse_token_issue(user_id=user_id)
         payload = {"token": token, "expiresIn": settings.SSE_TOKEN_MAX_AGE}
         return Response(SseTokenOutput({**payload, "subscribeUrl": subscribe_url(user_id, token)}).data)
-
-
-urlpatterns = [
-    path("checkout/queue", CheckoutQueueView.as_view(), name="checkout-queue"),
-    path("checkout/queue/<uuid:request_id>", CheckoutQueueStatusView.as_view(), name="checkout-queue-status"),
-    path("sse/token", SseTokenView.as_view(), name="sse-token"),
-]

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -53,10 +52,3 @@ class UserPaymentsView(APIView):
     def get(self, request, user_id: int):
         uid = acting_user_id(request, user_id)
         return Response(PaymentOutput(payment_list(user_id=uid), many=True).data)
-
-
-urlpatterns = [
-    path("payments/process", PaymentProcessView.as_view(), name="payment-process"),
-    path("payments/<int:payment_id>", PaymentDetailView.as_view(), name="payment-detail"),
-    path("payments/users/<int:user_id>", UserPaymentsView.as_view(), name="payments-of-user"),
-]

@@ -1,6 +1,5 @@
 """Cart endpoints. Every write answers the whole cart as `GET /cart` shows it (prices are current)."""
 
-from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -124,10 +123,3 @@ class CartItemView(APIView):
         user_id = query_user_id(request)
         cart_item_remove(user_id=user_id, item_id=item_id)
         return cart_response(user_id)
-
-
-urlpatterns = [
-    path("cart", CartDetailView.as_view(), name="cart"),
-    path("cart/items", CartItemSetView.as_view(), name="cart-items"),
-    path("cart/items/<int:item_id>", CartItemView.as_view(), name="cart-item"),
-]

@@ -1,4 +1,3 @@
-from django.urls import path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -124,11 +123,3 @@ class UsableUserCouponListView(UserCouponListView):
     )
     def get(self, request, user_id: int):
         return super().get(request, user_id)
-
-
-urlpatterns = [
-    path("coupons", CouponListView.as_view(), name="coupons"),
-    path("coupons/issue", CouponIssueView.as_view(), name="coupons-issue"),
-    path("coupons/users/<int:user_id>", UserCouponListView.as_view(), name="coupons-of-user"),
-    path("coupons/users/<int:user_id>/available", UsableUserCouponListView.as_view(), name="coupons-of-user-usable"),
-]

@@ -1,4 +1,3 @@
-from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -76,10 +75,3 @@ class HistoryView(APIView):
         last_id, size = cursor_params(request.query_params)
         rows = points_history(user_id=user_id, last_id=last_id, size=size)
         return Response(cursor_page(rows, size, lambda r: r.pk, lambda r: HistoryOutput(r).data))
-
-
-urlpatterns = [
-    path("points/<int:user_id>", BalanceView.as_view(), name="points-balance"),
-    path("points/<int:user_id>/charge", ChargeView.as_view(), name="points-charge"),
-    path("points/<int:user_id>/histories", HistoryView.as_view(), name="points-histories"),
-]
