@@ -1,11 +1,13 @@
-"""Stock moves. Every function runs inside the caller's transaction and locks stock rows in
-product-id order with `select_for_update()`; every locked write bumps `version`. The stock rows are
+"""Stock moves. Every function runs inside the caller's transaction (the operator's restocks open
+their own when called alone) and locks stock rows in product-id order with `select_for_update()`;
+every locked write bumps `version`. The stock rows are
 the hot rows every buyer shares: callers lock them last (the lock order of `common.db`).
 
     reserve:  reserved += q                       (checkout; the queue consumer, a batch at once)
     consume:  quantity -= q, reserved -= q         (payment)
     release:  reserved -= q                       (expiry, cancel of an unpaid order)
     restock:  quantity += q                       (cancel of a paid order)
+    open:     a new product's row                 (catalog: product created)
     add:      quantity += q, or up to `available`  (operator: admin, `manage.py restock`)
 
 A reservation is a guarded update, `... WHERE version = <the version read under the lock>`: it can
@@ -162,6 +164,11 @@ def stock_restock(*, order_id: int) -> int:
         quantity_delta=1,
         reserved_delta=0,
     )
+
+
+def stock_open(*, product_id: int, quantity: int = 0) -> None:
+    """A new product's stock row (no-op if it has one): created with the product, in its transaction."""
+    Stock.objects.get_or_create(product_id=product_id, defaults={"quantity": quantity})
 
 
 @use_case
