@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from common.errors import CacheUnavailable, IdempotencyKeyReused, ValidationFailed
 from common.kafka import ProduceFailed, produce_and_wait, topic
-from orders.errors import AlreadyQueued, NotFlashSaleProduct, QueueRequestNotFound, QueueUnavailable, SoldOut
+from orders.errors import AlreadyQueued, NotFlashSaleProduct, QueueUnavailable, SoldOut
 from orders.models import QueueRequest, QueueRequestStatus
 from orders.queue.keys import QUEUE_TOPIC, count_answered, queue_key, redis_client
 from orders.sse_store import sse_push_stored
@@ -204,11 +204,3 @@ def _withdraw(request: QueueRequest) -> QueueRequest | None:
     if deleted:
         return None
     return QueueRequest.objects.select_related("order").get(pk=request.pk)
-
-
-def queue_request_get(*, user_id: int, request_id: uuid.UUID) -> QueueRequest:
-    """The caller's own request (anyone else's is 404, not 403: ids are not disclosed)."""
-    request = QueueRequest.objects.select_related("order").filter(request_id=request_id, user_id=user_id).first()
-    if request is None:
-        raise QueueRequestNotFound()
-    return request
