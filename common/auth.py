@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.errors import Forbidden, ValidationFailed
+from common.errors import Forbidden, InvalidParameter
 
 
 def parse_user_id(raw: Any) -> int | None:
@@ -15,7 +15,7 @@ def parse_user_id(raw: Any) -> int | None:
         return raw
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18 and int(raw) > 0:
         return int(raw)
-    raise ValidationFailed("userId must be a positive integer.", code="INVALID_PARAMETER")
+    raise InvalidParameter("userId must be a positive integer.")
 
 
 def acting_user_id(request, claimed: Any = None) -> int:

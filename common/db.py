@@ -6,6 +6,16 @@ Concurrency policy (see README, "Concurrency policy"):
 - nested inside another transaction, `use_case` is a savepoint (a refusal undoes only its own
   work) and does not retry: the error bubbles up to whoever owns the transaction;
 - after the last retry the client gets 503 BUSY_RETRY with Retry-After, never a 500.
+
+Lock order, the one rule of every use case (orders/tests/test_lock_order.py reads it from the SQL):
+1. the row the use case is about: the order (`orders.locks.lock_order`; expiry: the due orders in
+   id order), or the queue consumer's requests in id order;
+2. the rows of that order and its user, in this order: the payment, the wallet, the coupon, the
+   users' SSE counters (in name order);
+3. last, the hot rows every buyer shares: stock rows in product-id order (`inventory.services`),
+   held as briefly as possible.
+After the stock rows a transaction only inserts new rows and writes rows it already holds. Checkout
+has no order row yet: it starts at step 2 (the user's coupon), then creates the order.
 """
 
 from __future__ import annotations
@@ -62,10 +72,3 @@ def use_case(fn: Callable[P, R]) -> Callable[P, R]:
         return run_in_transaction(lambda: fn(*args, **kwargs))
 
     return wrapper
-
-
-def lock_rows(queryset, *, ids=None):
-    """Lock rows in primary-key order (the one lock order every app uses) and return them."""
-    if ids is not None:
-        queryset = queryset.filter(pk__in=sorted(set(ids)))
-    return list(queryset.select_for_update().order_by("pk"))

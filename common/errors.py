@@ -25,6 +25,12 @@ class ValidationFailed(DomainError):
     code, status, message = "INVALID_INPUT", 400, "The request is not valid."
 
 
+class InvalidParameter(ValidationFailed):
+    """A path or query parameter is not a value in its range (a body field is INVALID_INPUT)."""
+
+    code, message = "INVALID_PARAMETER", "A parameter is not valid."
+
+
 class NotFound(DomainError):
     code, status, message = "NOT_FOUND", 404, "Not found."
 
@@ -54,6 +60,10 @@ class CacheUnavailable(DependencyUnavailable):
 
 class BusyRetry(DependencyUnavailable):
     code, message, retry_after = "BUSY_RETRY", "The item is busy; retry shortly.", 1
+
+
+class InvalidIdempotencyKey(ValidationFailed):
+    code, message = "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1..255 characters."
 
 
 class IdempotencyKeyReused(DomainError):

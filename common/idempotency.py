@@ -16,7 +16,7 @@ Without the header the view runs in one retried transaction. With it:
 The view reads the key as `request.idempotency_key` (None without the header). A view with
 `atomic=False` commits its effect before its answer is stored: if its process dies in between, the
 retry that takes over the stale claim runs the view again. Such a view stores the key with its
-effect (in the same INSERT) and answers a retry with the effect it finds (orders/queue.py).
+effect (in the same INSERT) and answers a retry with the effect it finds (orders/queue/admission.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from django.utils import timezone
 from rest_framework.response import Response
 
 from common.db import run_in_transaction
-from common.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, ValidationFailed
+from common.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidIdempotencyKey
 from common.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -116,7 +116,7 @@ def idempotent(view_method=None, *, atomic: bool = True):
                 return run(self, request, *args, **kwargs)
             return run_in_transaction(lambda: run(self, request, *args, **kwargs))
         if not key.strip() or len(key) > 255:
-            raise ValidationFailed("Idempotency-Key must be 1..255 characters.", code="INVALID_IDEMPOTENCY_KEY")
+            raise InvalidIdempotencyKey()
         user_id = request.user.pk if request.user.is_authenticated else 0
         claim = _claim(user_id, key, request)
         if isinstance(claim, Response):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from common.errors import ValidationFailed
+from common.errors import InvalidParameter
 
 T = TypeVar("T")
 DEFAULT_SIZE, MAX_SIZE = 20, 100
@@ -18,9 +18,9 @@ def bounded_int(raw: Any, *, name: str, default: int | None, low: int, high: int
     try:
         value = int(str(raw))
     except ValueError:
-        raise ValidationFailed(f"{name} must be an integer.", code="INVALID_PARAMETER") from None
+        raise InvalidParameter(f"{name} must be an integer.") from None
     if not low <= value <= high:
-        raise ValidationFailed(f"{name} must be between {low} and {high}.", code="INVALID_PARAMETER")
+        raise InvalidParameter(f"{name} must be between {low} and {high}.")
     return value
 
 

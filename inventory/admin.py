@@ -4,7 +4,6 @@ the form never writes the row it loaded, so it cannot overwrite a concurrent res
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.db import transaction
 from django.db.models import F
 
 from inventory.models import Reservation, Stock
@@ -69,10 +68,8 @@ class StockAdmin(admin.ModelAdmin):
         except forms.ValidationError:
             self.message_user(request, "Give the number of units to add (1..10,000,000).", messages.ERROR)
             return
-        product_ids = sorted(queryset.values_list("product_id", flat=True))
-        with transaction.atomic():  # all or nothing; stock_add locks each row (in product-id order)
-            for product_id in product_ids:
-                stock_add(product_id=product_id, quantity=units)
+        product_ids = list(queryset.values_list("product_id", flat=True))
+        stock_add(product_ids=product_ids, quantity=units)  # all or nothing, rows locked in product-id order
         self.message_user(request, f"Added {units:,} units to {len(product_ids)} product(s).", messages.SUCCESS)
 
     @admin.display(description="available")
@@ -88,7 +85,7 @@ class StockAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         units = form.cleaned_data.get("add_units")
         if units:
-            stock_add(product_id=obj.pk, quantity=units)
+            stock_add(product_ids=[obj.pk], quantity=units)
 
 
 @admin.register(Reservation)

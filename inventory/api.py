@@ -8,9 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inventory.models import Stock
-from shop.errors import ProductNotFound
-from shop.models import Product
+from inventory.selectors import stock_view
 
 
 class StockOutput(serializers.Serializer):
@@ -18,22 +16,6 @@ class StockOutput(serializers.Serializer):
     quantity = serializers.IntegerField(help_text="units on hand (reserved ones included)")
     reservedQuantity = serializers.IntegerField(help_text="units held by unpaid orders")
     availableQuantity = serializers.IntegerField(help_text="quantity - reservedQuantity: what can be bought now")
-
-
-def stock_view(*, product_id: int) -> dict[str, int]:
-    """One query when the stock row exists; a product without one has nothing on hand."""
-    row = Stock.objects.filter(product_id=product_id).values_list("quantity", "reserved_quantity").first()
-    if row is None:
-        if not Product.objects.filter(pk=product_id).exists():
-            raise ProductNotFound()
-        row = (0, 0)
-    quantity, reserved = row
-    return {
-        "productId": product_id,
-        "quantity": quantity,
-        "reservedQuantity": reserved,
-        "availableQuantity": quantity - reserved,
-    }
 
 
 class ProductStockView(APIView):

@@ -1,23 +1,33 @@
-"""Stock moves. Every function runs inside the caller's transaction and locks stock rows in
-product-id order with `select_for_update()`; every locked write bumps `version`.
+"""Stock moves. Every function runs inside the caller's transaction (the operator's restocks open
+their own when called alone) and locks stock rows in product-id order with `select_for_update()`;
+every locked write bumps `version`. The stock rows are
+the hot rows every buyer shares: callers lock them last (the lock order of `common.db`).
 
-    reserve:  reserved += q                       (checkout)
+    reserve:  reserved += q                       (checkout; the queue consumer, a batch at once)
     consume:  quantity -= q, reserved -= q         (payment)
     release:  reserved -= q                       (expiry, cancel of an unpaid order)
     restock:  quantity += q                       (cancel of a paid order)
+    open:     a new product's row                 (catalog: product created)
+    add:      quantity += q, or up to `available`  (operator: admin, `manage.py restock`)
+
+A reservation is a guarded update, `... WHERE version = <the version read under the lock>`: it can
+only match while our lock holds, so a broken lock would refuse instead of overselling.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import Expression, F, Value
 
+from common.db import use_case
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, Stock
+from orders.bulk_sql import insert_rows
 
 
 def _require_transaction() -> None:
@@ -39,6 +49,15 @@ def _lock_stocks(product_ids: Iterable[int]) -> dict[int, Stock]:
     return {row.product_id: row for row in rows}
 
 
+def _reserve_locked(product_id: int, version: int, quantity: int) -> None:
+    """The guarded reservation on a row we locked and read at `version`."""
+    updated = Stock.objects.filter(pk=product_id, version=version).update(
+        reserved_quantity=F("reserved_quantity") + quantity, version=F("version") + 1
+    )
+    if updated != 1:  # impossible while we hold the lock; refuse rather than oversell
+        raise RuntimeError(f"stock row of product {product_id} changed under its lock")
+
+
 def stock_reserve(*, order_id: int, lines: Iterable[tuple[int, int]], expires_at: datetime) -> None:
     """Reserve every line or none: one locked read per product (no separate availability read)."""
     _require_transaction()
@@ -50,13 +69,48 @@ def stock_reserve(*, order_id: int, lines: Iterable[tuple[int, int]], expires_at
         if available < quantity:
             raise InsufficientStock(data={"productId": product_id, "requested": quantity, "available": available})
     for product_id, quantity in wanted.items():
-        Stock.objects.filter(pk=product_id).update(
-            reserved_quantity=F("reserved_quantity") + quantity, version=F("version") + 1
-        )
+        _reserve_locked(product_id, stocks[product_id].version, quantity)
     Reservation.objects.bulk_create(
         Reservation(order_id=order_id, product_id=product_id, quantity=quantity, expires_at=expires_at)
         for product_id, quantity in wanted.items()
     )
+
+
+@dataclass(frozen=True)
+class LockedStock:
+    """One product's stock row, locked by `stock_lock` for a batch allocation."""
+
+    product_id: int
+    available: int  # 0 when the product has no stock row
+    version: int | None
+
+
+def stock_lock(*, product_id: int) -> LockedStock:
+    """Lock one product's stock row and read what is available (the queue consumer's one hot-row lock:
+    it decides which requests of a batch win, then reserves for all of them with `stock_reserve_batch`)."""
+    _require_transaction()
+    stock = _lock_stocks([product_id]).get(product_id)
+    if stock is None:
+        return LockedStock(product_id, 0, None)
+    return LockedStock(product_id, stock.available_quantity, stock.version)
+
+
+def stock_reserve_batch(*, stock: LockedStock, reservations: Sequence[tuple[int, int]], expires_at: datetime) -> None:
+    """Reserve `(order_id, quantity)` for many orders of the product locked by `stock_lock`: one
+    multi-row INSERT of the reservations, one guarded UPDATE of the stock row."""
+    _require_transaction()
+    if not reservations:
+        return
+    wanted = sum(quantity for _, quantity in reservations)
+    if stock.version is None or wanted > stock.available:
+        raise InsufficientStock(data={"productId": stock.product_id, "requested": wanted, "available": stock.available})
+    insert_rows(
+        [
+            Reservation(order_id=order_id, product_id=stock.product_id, quantity=quantity, expires_at=expires_at)
+            for order_id, quantity in reservations
+        ]
+    )
+    _reserve_locked(stock.product_id, stock.version, wanted)
 
 
 def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int, reserved_delta: int) -> int:
@@ -65,17 +119,18 @@ def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int
     reservations = list(Reservation.objects.filter(order_id__in=order_ids, status=source))
     if not reservations:
         return 0
+    moved = Reservation.objects.filter(pk__in=[r.pk for r in reservations], status=source).update(status=target)
     per_product: dict[int, int] = defaultdict(int)
     for reservation in reservations:
         per_product[reservation.product_id] += reservation.quantity
-    _lock_stocks(per_product)
+    _lock_stocks(per_product)  # last: the hot rows (see the lock order in common.db)
     for product_id, quantity in sorted(per_product.items()):
         Stock.objects.filter(pk=product_id).update(
             quantity=F("quantity") + quantity_delta * quantity,
             reserved_quantity=F("reserved_quantity") + reserved_delta * quantity,
             version=F("version") + 1,
         )
-    return Reservation.objects.filter(pk__in=[r.pk for r in reservations], status=source).update(status=target)
+    return moved
 
 
 def stock_consume(*, order_id: int) -> int:
@@ -111,9 +166,29 @@ def stock_restock(*, order_id: int) -> int:
     )
 
 
-def stock_add(*, product_id: int, quantity: int) -> Stock:
-    """Operator restock (admin): add units to a product's stock row."""
-    _require_transaction()
-    _lock_stocks([product_id])
-    Stock.objects.filter(pk=product_id).update(quantity=F("quantity") + quantity, version=F("version") + 1)
-    return Stock.objects.get(pk=product_id)
+def stock_open(*, product_id: int, quantity: int = 0) -> None:
+    """A new product's stock row (no-op if it has one): created with the product, in its transaction."""
+    Stock.objects.get_or_create(product_id=product_id, defaults={"quantity": quantity})
+
+
+@use_case
+def stock_add(*, product_ids: Iterable[int], quantity: int) -> int:
+    """Operator restock (admin): add `quantity` units to each product's stock row. Returns the rows."""
+    if quantity <= 0:
+        raise ValueError("quantities must be positive")
+    return _restock(product_ids, F("quantity") + quantity)
+
+
+@use_case
+def stock_set_available(*, product_ids: Iterable[int], available: int) -> int:
+    """Operator/bench restock (`manage.py restock`): make exactly `available` units available, live
+    reservations included (quantity = reserved + available). Returns the rows."""
+    if available < 0:
+        raise ValueError("available must be >= 0")
+    return _restock(product_ids, F("reserved_quantity") + Value(available))
+
+
+def _restock(product_ids: Iterable[int], quantity: Expression) -> int:
+    """The one operator restock: lock the rows in product-id order, then set their quantity."""
+    locked = sorted(_lock_stocks(product_ids))
+    return Stock.objects.filter(pk__in=locked).update(quantity=quantity, version=F("version") + 1)

@@ -8,7 +8,7 @@ from django.db.models.functions import Coalesce
 
 from common.errors import DomainError
 from orders.models import FlashSaleProduct, QueueRequest
-from orders.queue import queue_close, queue_flags, queue_pause, queue_resume, queue_wake
+from orders.queue.controls import queue_close, queue_flags, queue_pause, queue_resume, queue_wake
 
 
 @admin.register(FlashSaleProduct)

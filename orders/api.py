@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.urls import path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status
@@ -14,6 +13,7 @@ from orders.errors import InvalidItems
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import LineRequest, checkout_initiate, order_cancel
+from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES
 
 
 class OrderItemOutput(serializers.Serializer):
@@ -50,21 +50,20 @@ class OrderOutput(serializers.Serializer):
 
 class LineInput(serializers.Serializer):
     productId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    quantity = serializers.IntegerField(min_value=1, max_value=99)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
     giftWrap = serializers.BooleanField(default=False)
     giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
 
 
 def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
-    order = Order.objects.prefetch_related("items").get(pk=order.pk)
-    return Response(OrderOutput(order).data, status=code)
+    return Response(OrderOutput(order_get(user_id=order.user_id, order_id=order.pk)).data, status=code)
 
 
 class CheckoutInitiateView(APIView):
     class Input(serializers.Serializer):
         userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
         cartItemIds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=50
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=MAX_LINES
         )
         directOrderItems = LineInput(many=True, required=False)
         userCouponId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
@@ -105,7 +104,7 @@ class OrdersView(APIView):
 
     class Input(serializers.Serializer):
         userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
-        items = LineInput(many=True, allow_empty=False, max_length=50)
+        items = LineInput(many=True, allow_empty=False, max_length=MAX_LINES)
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
         usedCouponIds = serializers.ListField(
             child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
@@ -170,12 +169,3 @@ class OrderCancelView(APIView):
 @extend_schema_view(post=extend_schema(operation_id="checkout_cancel"))
 class CheckoutCancelView(OrderCancelView):
     """`POST /checkout/{orderId}/cancel`: the same use case under the checkout path."""
-
-
-urlpatterns = [
-    path("checkout/initiate", CheckoutInitiateView.as_view(), name="checkout-initiate"),
-    path("checkout/<int:order_id>/cancel", CheckoutCancelView.as_view(), name="checkout-cancel"),
-    path("orders", OrdersView.as_view(), name="orders"),
-    path("orders/<int:order_id>", OrderDetailView.as_view(), name="order-detail"),
-    path("orders/<int:order_id>/cancel", OrderCancelView.as_view(), name="order-cancel"),
-]

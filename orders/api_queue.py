@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -14,9 +13,11 @@ from rest_framework.views import APIView
 from common.auth import acting_user_id
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
-from orders.queue import MAX_QUANTITY, queue_request_enqueue, queue_request_get
+from orders.queue.admission import queue_request_enqueue
+from orders.selectors import queue_request_get
 from orders.sse import sse_token_issue, subscribe_url
 from shop.api.strict_fields import StrictIntegerField
+from shop.pricing import MAX_QUEUE_QUANTITY
 
 
 class EnqueuedOutput(serializers.Serializer):
@@ -49,7 +50,7 @@ class CheckoutQueueView(APIView):
     class Input(serializers.Serializer):
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         productId = StrictIntegerField(min_value=1, max_value=MAX_ID)
-        quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY, default=1)
+        quantity = StrictIntegerField(min_value=1, max_value=MAX_QUEUE_QUANTITY, default=1)
 
     @extend_schema(
         request=Input,
@@ -113,10 +114,3 @@ class SseTokenView(APIView):
         token = sse_token_issue(user_id=user_id)
         payload = {"token": token, "expiresIn": settings.SSE_TOKEN_MAX_AGE}
         return Response(SseTokenOutput({**payload, "subscribeUrl": subscribe_url(user_id, token)}).data)
-
-
-urlpatterns = [
-    path("checkout/queue", CheckoutQueueView.as_view(), name="checkout-queue"),
-    path("checkout/queue/<uuid:request_id>", CheckoutQueueStatusView.as_view(), name="checkout-queue-status"),
-    path("sse/token", SseTokenView.as_view(), name="sse-token"),
-]

@@ -10,13 +10,14 @@ from confluent_kafka import Message
 from django.conf import settings
 
 from common.kafka import ConsumerSpec, register_consumer, topic
-from orders.queue import QUEUE_TOPIC, queue_process_batch
+from orders.queue.allocation import queue_process_batch
+from orders.queue.keys import QUEUE_TOPIC
 
 log = logging.getLogger(__name__)
 
 
 def handle_checkout_batch(messages: list[Message]) -> None:
-    """Decode the batch (requests and operator wake-ups) and answer it; see orders/queue.py.
+    """Decode the batch (requests and operator wake-ups) and answer it; see orders/queue/.
 
     A malformed message is logged and skipped: it names no claim, so there is nothing to answer,
     and retrying it would block its partition forever.

@@ -1,4 +1,5 @@
-from common.errors import Conflict, NotFound, ValidationFailed
+from common.errors import Conflict, DependencyUnavailable, NotFound, ValidationFailed
+from shop.errors import InsufficientBalance
 
 
 class OrderNotFound(NotFound):
@@ -17,5 +18,28 @@ class InvalidItems(ValidationFailed):
     code, message = "INVALID_ITEMS", "Give exactly one non-empty list of items, each product once."
 
 
-class InsufficientBalanceAtCheckout(Conflict):
-    code, message = "INSUFFICIENT_BALANCE", "Your points balance is below the order amount."
+class InsufficientBalanceAtCheckout(InsufficientBalance):
+    """The early refusal at checkout (the wallet's own INSUFFICIENT_BALANCE, worded for a new order)."""
+
+    message = "Your points balance is below the order amount."
+
+
+# --- Flash-sale queue ------------------------------------------------------------------------
+class QueueUnavailable(DependencyUnavailable):
+    code, message, retry_after = "QUEUE_UNAVAILABLE", "The checkout queue is unavailable; retry shortly.", 2
+
+
+class SoldOut(Conflict):
+    code, message = "SOLD_OUT", "This product is sold out."
+
+
+class AlreadyQueued(Conflict):
+    code, message = "ALREADY_QUEUED", "You already have a queued request for this product."
+
+
+class NotFlashSaleProduct(Conflict):
+    code, message = "NOT_FLASH_SALE_PRODUCT", "This product is not sold through the flash-sale queue."
+
+
+class QueueRequestNotFound(NotFound):
+    code, message = "QUEUE_REQUEST_NOT_FOUND", "Queue request not found."

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from shop.models import Product, UserCoupon
+from shop.pricing import MAX_QUEUE_QUANTITY
 
 
 class OrderStatus(models.TextChoices):
@@ -80,7 +81,7 @@ class QueueRequest(models.Model):
 
     `live` is True while the request is QUEUED and NULL once it is done, so the unique key
     (user, product, live) allows one live request per user per product and any number of finished
-    ones (MariaDB/MySQL unique keys admit repeated NULLs). See orders/queue.py for the protocol.
+    ones (MariaDB/MySQL unique keys admit repeated NULLs). See orders/queue/ for the protocol.
 
     `idempotency_key` is the client's Idempotency-Key, stored in the INSERT that creates the request:
     a retry that takes over the key of a crashed attempt finds this request instead of queueing a
@@ -114,7 +115,9 @@ class QueueRequest(models.Model):
                 ),
                 name="queue_live_iff_queued",
             ),
-            models.CheckConstraint(condition=models.Q(quantity__gte=1, quantity__lte=10), name="queue_quantity_1_10"),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=1, quantity__lte=MAX_QUEUE_QUANTITY), name="queue_quantity_1_10"
+            ),
         ]
 
     def __str__(self) -> str:

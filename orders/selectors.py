@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from orders.errors import OrderNotFound
-from orders.models import Order
+import uuid
+
+from orders.errors import OrderNotFound, QueueRequestNotFound
+from orders.models import Order, QueueRequest
 
 
 def order_get(*, user_id: int, order_id: int) -> Order:
@@ -16,3 +18,11 @@ def order_list(*, user_id: int, last_id: int | None, size: int) -> list[Order]:
     if last_id is not None:
         qs = qs.filter(pk__lt=last_id)
     return list(qs[: size + 1])
+
+
+def queue_request_get(*, user_id: int, request_id: uuid.UUID) -> QueueRequest:
+    """The caller's own request (anyone else's is 404, not 403: ids are not disclosed)."""
+    request = QueueRequest.objects.select_related("order").filter(request_id=request_id, user_id=user_id).first()
+    if request is None:
+        raise QueueRequestNotFound()
+    return request

@@ -1,15 +1,15 @@
 """Order use cases: checkout (reserve stock, hold coupon, create the order), expiry, cancel, confirm.
 
-Lock order, everywhere: the order row, then stock rows in product-id order (inventory.services),
-then the user's own wallet / coupon rows. Each use case is one transaction (`common.db.use_case`),
-retried whole on lock timeouts and deadlocks.
+Locks follow the one lock order of `common.db` (the order, then its user's rows, the stock rows
+last). Each use case is one transaction (`common.db.use_case`), retried whole on lock timeouts and
+deadlocks.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -22,20 +22,18 @@ from orders.errors import (
     InvalidItems,
     InvalidTransition,
     OrderNotCancellable,
-    OrderNotFound,
 )
+from orders.locks import lock_order
 from orders.models import Order, OrderItem, OrderStatus
-from orders.state import order_transition
+from orders.state import can_transition, order_transition
 from outbox.services import outbox_enqueue
+from payments.services import payment_refund
 from shop.errors import ProductNotFound
 from shop.models import Product
-from shop.models.cart import GIFT_WRAP_PRICE
-from shop.services import cart as cart_services
+from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES, line_total
+from shop.selectors.cart import cart_lines_for_checkout
+from shop.selectors.wallet import points_balance
 from shop.services import coupons as coupon_services
-from shop.services import wallet as wallet_services
-
-MAX_LINE_QUANTITY = 99
-MAX_LINES = 50
 
 
 @dataclass(frozen=True)
@@ -47,12 +45,15 @@ class LineRequest:
     cart_item_id: int | None = None
 
 
-def new_order_number() -> str:
-    return f"O{timezone.localtime():%Y%m%d%H%M%S}{secrets.token_hex(4).upper()}"
+def new_order_number(*, now: datetime | None = None, suffix: str | None = None) -> str:
+    """`O`, the local time to the second, then 8 random hex digits, or `suffix`: the queue consumer
+    derives it from the (random, unique) request id, so that it can read back the ids of the orders it
+    inserted in one statement by their numbers."""
+    return f"O{timezone.localtime(now):%Y%m%d%H%M%S}{suffix or secrets.token_hex(4).upper()}"
 
 
 def _lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:
-    items = cart_services.cart_lines_for_checkout(user_id=user_id, cart_item_ids=cart_item_ids)
+    items = cart_lines_for_checkout(user_id=user_id, cart_item_ids=cart_item_ids)
     return [LineRequest(i.product_id, i.quantity, i.gift_wrap, i.gift_message, i.pk) for i in items]
 
 
@@ -88,22 +89,18 @@ def checkout_initiate(
             raise ProductNotFound(data={"productId": line.product_id})
 
     now = timezone.now()
-    priced = [
-        (
-            line,
-            products[line.product_id].price,
-            products[line.product_id].price * line.quantity + (GIFT_WRAP_PRICE if line.gift_wrap else 0),
-        )
-        for line in lines
-    ]
-    total = sum(line_total for _, _, line_total in priced)
+    priced = []  # (line, unit price, line total)
+    for line in lines:
+        price = products[line.product_id].price
+        priced.append((line, price, line_total(unit_price=price, quantity=line.quantity, gift_wrap=line.gift_wrap)))
+    total = sum(amount for _, _, amount in priced)
     discount = 0
     if user_coupon_id is not None:
         discount = coupon_services.user_coupon_quote(
             user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, now=now
         )
     final = total - discount
-    balance = wallet_services.points_balance(user_id=user_id)
+    balance = points_balance(user_id=user_id)
     if balance < final:  # early refusal (incident 3); the debit at payment is the real guard
         raise InsufficientBalanceAtCheckout(data={"required": final, "balance": balance})
 
@@ -127,10 +124,10 @@ def checkout_initiate(
             unit_price=unit_price,
             gift_wrap=line.gift_wrap,
             gift_message=line.gift_message,
-            line_total=line_total,
+            line_total=amount,
             cart_item_id=line.cart_item_id,
         )
-        for line, unit_price, line_total in priced
+        for line, unit_price, amount in priced
     )
     if user_coupon_id is not None:
         coupon_services.user_coupon_hold(
@@ -138,17 +135,6 @@ def checkout_initiate(
         )
     # Last, so the hot stock rows stay locked for as short a time as possible before commit.
     stock_reserve(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines], expires_at=expires_at)
-    return order
-
-
-def lock_order(order_id: int, *, user_id: int | None = None) -> Order:
-    """Lock one order row (404 if unknown, or not the given user's)."""
-    qs = Order.objects.select_for_update().filter(pk=order_id)
-    if user_id is not None:
-        qs = qs.filter(user_id=user_id)
-    order = qs.first()
-    if order is None:
-        raise OrderNotFound()
     return order
 
 
@@ -196,13 +182,12 @@ def _enqueue_closed(order: Order, event_type: str, *, reason: str, was_paid: boo
 
 
 def _expire_locked(orders: list[Order]) -> None:
-    ids = [o.pk for o in orders]
     for order in orders:
         order_transition(order, OrderStatus.EXPIRED)
-    stock_release(order_ids=ids)
-    for order in orders:
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
+    stock_release(order_ids=[o.pk for o in orders])
+    for order in orders:
         _enqueue_closed(order, "OrderExpired", reason="EXPIRED", was_paid=False)
 
 
@@ -231,21 +216,19 @@ def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Ord
     """Cancel an order. Unpaid: release stock and coupon. Paid: refund points, restock, return coupon.
     `user_id=None` is an operator (admin) cancel."""
     order = lock_order(order_id, user_id=user_id)
-    was_paid = order.status in (OrderStatus.PAID, OrderStatus.CONFIRMED)
-    if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.CONFIRMED):
+    if not can_transition(order.status, OrderStatus.CANCELLED):
         raise OrderNotCancellable(data={"status": order.status})
+    was_paid = order.status != OrderStatus.PENDING_PAYMENT  # the one unpaid status that can be cancelled
     order_transition(order, OrderStatus.CANCELLED, cancelled_at=timezone.now(), cancel_reason=reason[:255])
     if was_paid:
-        from payments.services import payment_refund  # payments depends on orders, not the reverse
-
         payment_refund(order=order)
-        stock_restock(order_id=order.pk)
         if order.user_coupon_id:
             coupon_services.user_coupon_restore(order_id=order.pk)
+        stock_restock(order_id=order.pk)
     else:
-        stock_release(order_ids=[order.pk])
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
+        stock_release(order_ids=[order.pk])
     _enqueue_closed(order, "OrderCancelled", reason=reason[:255] or "CANCELLED", was_paid=was_paid)
     return order
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -9,8 +8,7 @@ from rest_framework.views import APIView
 from common.auth import acting_user_id
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
-from payments.errors import PaymentNotFound
-from payments.models import Payment
+from payments.selectors import payment_get, payment_list
 from payments.services import payment_process
 
 
@@ -46,22 +44,11 @@ class PaymentProcessView(APIView):
 class PaymentDetailView(APIView):
     @extend_schema(responses=PaymentOutput, operation_id="payments_get")
     def get(self, request, payment_id: int):
-        payment = Payment.objects.filter(pk=payment_id, user_id=request.user.pk).first()
-        if payment is None:
-            raise PaymentNotFound()
-        return Response(PaymentOutput(payment).data)
+        return Response(PaymentOutput(payment_get(user_id=request.user.pk, payment_id=payment_id)).data)
 
 
 class UserPaymentsView(APIView):
     @extend_schema(responses=PaymentOutput(many=True), operation_id="payments_of_user")
     def get(self, request, user_id: int):
         uid = acting_user_id(request, user_id)
-        payments = Payment.objects.filter(user_id=uid).order_by("-pk")[:100]
-        return Response(PaymentOutput(payments, many=True).data)
-
-
-urlpatterns = [
-    path("payments/process", PaymentProcessView.as_view(), name="payment-process"),
-    path("payments/<int:payment_id>", PaymentDetailView.as_view(), name="payment-detail"),
-    path("payments/users/<int:user_id>", UserPaymentsView.as_view(), name="payments-of-user"),
-]
+        return Response(PaymentOutput(payment_list(user_id=uid), many=True).data)

@@ -1,7 +1,8 @@
 """Payment by points, in ONE transaction (incident 5 made impossible):
 
 lock the order -> check owner, state, expiry, amount -> conditional debit + ledger row ->
-reserved stock becomes sold -> coupon USED -> order PAID -> payment row -> outbox PaymentCompleted.
+coupon USED -> reserved stock becomes sold -> order PAID -> payment row -> outbox PaymentCompleted
+(the lock order of `common.db`: the order, its user's rows, the stock rows last).
 
 Expiry locks the same order row and re-checks its state under the lock, so exactly one of
 payment and expiry wins. Everything else (CONFIRMED, statistics, SSE) follows from the outbox. The event goes to the
@@ -17,8 +18,8 @@ from django.utils import timezone
 
 from common.db import use_case
 from inventory.services import stock_consume
+from orders.locks import lock_order
 from orders.models import Order, OrderStatus
-from orders.services import lock_order
 from orders.state import order_transition
 from outbox.services import outbox_enqueue
 from payments.errors import AmountMismatch, OrderNotPayable, UnsupportedPaymentMethod
@@ -46,9 +47,9 @@ def payment_process(*, user_id: int, order_id: int, amount: int, method: str = "
     wallet_services.points_debit(
         user_id=user_id, amount=order.final_amount, order_id=order.pk, description=f"order {order.order_number}"
     )
-    stock_consume(order_id=order.pk)
     if order.user_coupon_id:
         coupon_services.user_coupon_use(order_id=order.pk, now=now)
+    stock_consume(order_id=order.pk)
     order_transition(order, OrderStatus.PAID, paid_at=now)
     payment = Payment.objects.create(
         payment_number=new_payment_number(), order=order, user_id=user_id, amount=order.final_amount, method=method

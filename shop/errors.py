@@ -1,8 +1,17 @@
 from common.errors import Conflict, DomainError, NotFound, ValidationFailed
+from shop.pricing import MAX_LINES
 
 
 class UsernameTaken(Conflict):
     code, message = "USERNAME_TAKEN", "This username is already taken."
+
+
+class UserNotFound(NotFound):
+    code, message = "USER_NOT_FOUND", "User not found."
+
+
+class WeakPassword(ValidationFailed):
+    code, message = "WEAK_PASSWORD", "The password is too weak."
 
 
 class ProductNotFound(NotFound):
@@ -14,6 +23,10 @@ class CategoryNotFound(NotFound):
 
 
 # --- Points wallet ----------------------------------------------------------------------------
+class InvalidAmount(ValidationFailed):
+    code, message = "INVALID_AMOUNT", "The amount is not a whole number of points in range."
+
+
 class InsufficientBalance(Conflict):
     """`data = {"required": amount, "balance": current}`."""
 
@@ -74,14 +87,17 @@ class CartItemNotFound(NotFound):
 
 
 class CartFull(Conflict):
-    code, message = "CART_FULL", "The cart already holds the maximum number of lines (50)."
+    code, message = "CART_FULL", f"The cart already holds the maximum number of lines ({MAX_LINES})."
 
 
 __all__ = [
     "DomainError",
     "UsernameTaken",
+    "UserNotFound",
+    "WeakPassword",
     "ProductNotFound",
     "CategoryNotFound",
+    "InvalidAmount",
     "InsufficientBalance",
     "PointLimitExceeded",
     "RefundLimitExceeded",

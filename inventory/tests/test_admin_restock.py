@@ -1,7 +1,11 @@
-"""The Stock admin's `restock` action: units added through `stock_add`, staff with change rights only."""
+"""Restock: the Stock admin's action (units added through `stock_add`, staff with change rights only)
+and `manage.py restock` (through `stock_set_available`)."""
+
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.test import Client
 
 from common.audit import audit_invariants
@@ -57,3 +61,15 @@ def test_restock_needs_the_change_permission():
     changer = staff_client(superuser=False, perms=("view_stock", "change_stock"))
     post_action(changer, [product], 10)
     assert Stock.objects.get(pk=product.pk).quantity == 15
+
+
+def test_restock_command_sets_the_available_units_and_keeps_reservations(user):
+    fund(user, 1_000_000)
+    a, b, outside = make_product(stock=5), make_product(stock=0), make_product(stock=7)
+    checkout_initiate(user_id=user.pk, direct_items=[LineRequest(a.pk, 2)])  # reserved 2 of a
+    out = StringIO()
+    call_command("restock", products=f"{a.pk}-{b.pk}", available=100, stdout=out)
+    assert out.getvalue().strip() == "2 stock rows now have 100 available units"
+    rows = {s.product_id: (s.quantity, s.reserved_quantity, s.version) for s in Stock.objects.all()}
+    assert rows == {a.pk: (102, 2, 2), b.pk: (100, 0, 1), outside.pk: (7, 0, 0)}
+    assert audit_invariants().ok

@@ -27,7 +27,7 @@ from common.kafka import ConsumerRunner, ensure_topics, topic
 from common.sse import user_channel
 from orders.consumers import CHECKOUT_CONSUMER
 from orders.models import QueueRequest
-from orders.queue import QUEUE_TOPIC
+from orders.queue.keys import QUEUE_TOPIC
 from orders.tests.helpers import make_product
 from shop.models import PointWallet, Product, User
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from orders.models import FlashSaleControl, QueueRequest
-from orders.queue import queue_request_enqueue
+from orders.queue.admission import queue_request_enqueue
 from orders.tests.helpers import make_product
 from orders.tests.queue_support import bulk_users, flash_product, isolated_queue_topic, topic_messages
 from shop.tests.factories import UserFactory

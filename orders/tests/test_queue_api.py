@@ -18,7 +18,7 @@ from common.kafka import reset_producer
 from common.sse import user_channel
 from conftest import bearer, client_for
 from orders.models import QueueRequest
-from orders.queue import _key
+from orders.queue.keys import queue_key
 from orders.sse import sse_token_issue
 from orders.tests.helpers import make_product
 from orders.tests.queue_support import (
@@ -144,13 +144,13 @@ def test_product_rules_and_identity(api, auth_api, user):
 def test_a_product_flagged_sold_out_is_refused_at_once_and_the_flag_expires(auth_api, user):
     product = flash_product(stock=0)
     redis = get_redis_connection("default")
-    redis.set(_key("soldout", product.pk), 1, px=700)  # what the consumer sets when stock reaches 0
+    redis.set(queue_key("soldout", product.pk), 1, px=700)  # what the consumer sets when stock reaches 0
 
     refused = auth_api.post(URL, {"productId": product.pk}, format="json")
 
     assert (refused.status_code, refused.json()["errorCode"]) == (409, "SOLD_OUT")
     assert QueueRequest.objects.count() == 0 and events_of(user.pk) == []
-    assert redis.get(_key("pos", product.pk)) is None  # no position was taken
+    assert redis.get(queue_key("pos", product.pk)) is None  # no position was taken
     time.sleep(0.8)  # the flag never refuses for long: after it expires the consumer re-checks the stock
     assert auth_api.post(URL, {"productId": product.pk}, format="json").status_code == 202
 
@@ -269,7 +269,7 @@ def test_concurrent_requests_of_one_user_leave_exactly_one_live_request(user):
     from django.db import connection
 
     from common.errors import DomainError
-    from orders.queue import queue_request_enqueue
+    from orders.queue.admission import queue_request_enqueue
 
     product = flash_product(stock=5)
 

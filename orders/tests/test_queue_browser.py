@@ -15,7 +15,7 @@ import pytest
 from django.test import override_settings
 
 from orders.models import QueueRequest
-from orders.queue import queue_request_enqueue
+from orders.queue.admission import queue_request_enqueue
 from orders.tests.queue_support import (
     Child,
     bulk_users,

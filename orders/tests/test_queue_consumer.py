@@ -15,15 +15,10 @@ from django_redis import get_redis_connection
 from common.kafka import produce_and_wait, topic
 from inventory.models import Reservation, Stock
 from orders.models import Order, OrderItem, QueueRequest
-from orders.queue import (
-    QUEUE_TOPIC,
-    _key,
-    _withdraw,
-    queue_pause,
-    queue_process_batch,
-    queue_request_enqueue,
-    queue_resume,
-)
+from orders.queue.admission import _withdraw, queue_request_enqueue
+from orders.queue.allocation import queue_process_batch
+from orders.queue.controls import queue_pause, queue_resume
+from orders.queue.keys import QUEUE_TOPIC, queue_key
 from orders.tests.helpers import stock_of
 from orders.tests.queue_support import answered, bulk_users, drain, events_of, flash_product, isolated_queue_topic
 
@@ -108,8 +103,8 @@ def test_a_batch_is_allocated_in_arrival_order_while_stock_lasts():
         },
     )
     redis = get_redis_connection("default")
-    assert 0 < redis.pttl(_key("soldout", product.pk)) <= settings.QUEUE_SOLD_OUT_FLAG_SECONDS * 1000
-    assert int(redis.get(_key("done", product.pk))) == 5
+    assert 0 < redis.pttl(queue_key("soldout", product.pk)) <= settings.QUEUE_SOLD_OUT_FLAG_SECONDS * 1000
+    assert int(redis.get(queue_key("done", product.pk))) == 5
 
 
 def test_a_larger_request_that_does_not_fit_leaves_the_units_to_later_ones():
@@ -121,7 +116,7 @@ def test_a_larger_request_that_does_not_fit_leaves_the_units_to_later_ones():
 
     assert statuses(ids) == [("FAILED", "INSUFFICIENT_STOCK"), ("COMPLETED", "")]
     assert stock_of(product) == (2, 2)
-    assert get_redis_connection("default").exists(_key("soldout", product.pk))
+    assert get_redis_connection("default").exists(queue_key("soldout", product.pk))
 
 
 def test_a_replayed_batch_does_nothing_twice():
@@ -195,7 +190,7 @@ def test_a_withdrawal_that_loses_to_the_consumer_reports_the_answer():
 
 
 def test_rows_are_answered_in_chunks(monkeypatch):
-    monkeypatch.setattr("orders.queue.CHUNK_SIZE", 3)
+    monkeypatch.setattr("orders.queue.allocation.CHUNK_SIZE", 3)
     product = flash_product(stock=4)
     users = bulk_users(8)
     ids = enqueue(users, product)

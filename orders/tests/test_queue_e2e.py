@@ -15,7 +15,7 @@ from common.errors import DomainError
 from common.sse import user_channel
 from inventory.models import Reservation
 from orders.models import Order, QueueRequest
-from orders.queue import queue_request_enqueue
+from orders.queue.admission import queue_request_enqueue
 from orders.sse import sse_token_issue
 from orders.tests.helpers import stock_of
 from orders.tests.queue_support import (

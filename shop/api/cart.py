@@ -1,28 +1,18 @@
 """Cart endpoints. Every write answers the whole cart as `GET /cart` shows it (prices are current)."""
 
-from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.auth import query_user_id
-from common.errors import ValidationFailed
+from common.errors import InvalidParameter
 from common.idempotency import idempotent
 from common.pagination import bounded_int
 from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
-from shop.models.cart import MAX_CART_LINES
-from shop.services.cart import (
-    CartView,
-    cart_clear,
-    cart_get,
-    cart_item_remove,
-    cart_item_set,
-    cart_item_update_quantity,
-    cart_line_total,
-)
-
-MAX_QUANTITY = 99
+from shop.pricing import GIFT_WRAP_PRICE, MAX_LINE_QUANTITY, MAX_LINES
+from shop.selectors.cart import CartView, cart_get, cart_line_total
+from shop.services.cart import cart_clear, cart_item_remove, cart_item_set, cart_item_update_quantity
 
 
 class CartItemOutput(serializers.Serializer):
@@ -33,7 +23,7 @@ class CartItemOutput(serializers.Serializer):
     unitPrice = serializers.IntegerField(source="product.price")
     giftWrap = serializers.BooleanField(source="gift_wrap")
     giftMessage = serializers.CharField(source="gift_message")
-    lineTotal = serializers.SerializerMethodField(help_text="unitPrice * quantity + 2,000 if giftWrap")
+    lineTotal = serializers.SerializerMethodField(help_text=f"unitPrice * quantity + {GIFT_WRAP_PRICE:,} if giftWrap")
 
     def get_lineTotal(self, item) -> int:  # noqa: N802 - the contract's field name
         return cart_line_total(item)
@@ -75,7 +65,7 @@ class CartItemSetView(APIView):
             ref_name = "CartItemSet"  # every view's nested Input would otherwise share one schema name
 
         productId = StrictIntegerField(min_value=1, max_value=2**62)
-        quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+        quantity = StrictIntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
         giftWrap = StrictBooleanField(default=False)
         giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
 
@@ -86,7 +76,7 @@ class CartItemSetView(APIView):
         operation_id="cart_item_set",
         description=(
             "Sets the product's line: replaces its quantity and gift options. "
-            f"409 CART_FULL when the cart already has {MAX_CART_LINES} lines; 404 PRODUCT_NOT_FOUND."
+            f"409 CART_FULL when the cart already has {MAX_LINES} lines; 404 PRODUCT_NOT_FOUND."
         ),
     )
     @idempotent
@@ -107,7 +97,10 @@ class CartItemSetView(APIView):
 
 class CartItemView(APIView):
     @extend_schema(
-        parameters=[USER_ID, OpenApiParameter("quantity", int, required=True, description="0..99; 0 removes")],
+        parameters=[
+            USER_ID,
+            OpenApiParameter("quantity", int, required=True, description=f"0..{MAX_LINE_QUANTITY}; 0 removes"),
+        ],
         request=None,
         responses=CartOutput,
         operation_id="cart_item_quantity",
@@ -116,10 +109,10 @@ class CartItemView(APIView):
     def put(self, request, item_id: int):
         user_id = query_user_id(request)
         quantity = bounded_int(
-            request.query_params.get("quantity"), name="quantity", default=None, low=0, high=MAX_QUANTITY
+            request.query_params.get("quantity"), name="quantity", default=None, low=0, high=MAX_LINE_QUANTITY
         )
         if quantity is None:
-            raise ValidationFailed("quantity is required.", code="INVALID_PARAMETER")
+            raise InvalidParameter("quantity is required.")
         cart_item_update_quantity(user_id=user_id, item_id=item_id, quantity=quantity)
         return cart_response(user_id)
 
@@ -130,10 +123,3 @@ class CartItemView(APIView):
         user_id = query_user_id(request)
         cart_item_remove(user_id=user_id, item_id=item_id)
         return cart_response(user_id)
-
-
-urlpatterns = [
-    path("cart", CartDetailView.as_view(), name="cart"),
-    path("cart/items", CartItemSetView.as_view(), name="cart-items"),
-    path("cart/items/<int:item_id>", CartItemView.as_view(), name="cart-item"),
-]

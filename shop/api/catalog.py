@@ -6,7 +6,6 @@ database query at all. An old client's `User-Id` header is ignored.
 
 from __future__ import annotations
 
-from django.urls import path, re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -162,13 +161,3 @@ class ProductRankView(PublicView):
     )
     def get(self, request, product_id: int):
         return Response(ranking_payload([product_rank_today(product_id=product_id)])[0])
-
-
-urlpatterns = [
-    # the fixed paths first, before products/<id>
-    path("products", ProductListView.as_view(), name="product-list"),
-    path("products/popular", ProductPopularView.as_view(), name="product-popular"),
-    re_path(r"^products/ranking/(?P<period>daily|weekly|total)$", ProductRankingView.as_view(), name="product-ranking"),
-    path("products/<int:product_id>", ProductDetailView.as_view(), name="product-detail"),
-    path("products/<int:product_id>/ranking", ProductRankView.as_view(), name="product-rank"),
-]

@@ -1,4 +1,3 @@
-from django.urls import path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -10,7 +9,8 @@ from common.auth import acting_user_id, query_user_id
 from common.idempotency import idempotent
 from shop.api.strict_fields import StrictIntegerField
 from shop.models import Coupon, UserCoupon
-from shop.services.coupons import coupon_issue, coupon_list_issuable, user_coupon_display_status, user_coupon_list
+from shop.selectors.coupons import coupon_list_issuable, user_coupon_display_status, user_coupon_list
+from shop.services.coupons import coupon_issue
 
 
 class CouponOutput(serializers.Serializer):
@@ -123,11 +123,3 @@ class UsableUserCouponListView(UserCouponListView):
     )
     def get(self, request, user_id: int):
         return super().get(request, user_id)
-
-
-urlpatterns = [
-    path("coupons", CouponListView.as_view(), name="coupons"),
-    path("coupons/issue", CouponIssueView.as_view(), name="coupons-issue"),
-    path("coupons/users/<int:user_id>", UserCouponListView.as_view(), name="coupons-of-user"),
-    path("coupons/users/<int:user_id>/available", UsableUserCouponListView.as_view(), name="coupons-of-user-usable"),
-]

@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from common.idempotency import idempotent
-from shop.models import User
+from shop.selectors.users import user_get_active
 from shop.services.users import user_create
 
 
@@ -41,7 +41,7 @@ class UserCreateView(APIView):
 class MeView(APIView):
     @extend_schema(responses=UserOutput, operation_id="users_me")
     def get(self, request):
-        user = User.objects.filter(pk=request.user.pk, is_active=True).first()
+        user = user_get_active(user_id=request.user.pk)
         if user is None:
             raise NotAuthenticated("This account no longer exists.")
         return Response(UserOutput(user).data)

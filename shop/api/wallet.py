@@ -1,4 +1,3 @@
-from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -10,7 +9,8 @@ from common.pagination import cursor_page, cursor_params
 from shop.api.strict_fields import StrictIntegerField
 from shop.models import PointHistory
 from shop.models.wallet import MAX_BALANCE
-from shop.services.wallet import points_balance, points_charge
+from shop.selectors.wallet import points_balance, points_history
+from shop.services.wallet import points_charge
 
 
 class BalanceOutput(serializers.Serializer):
@@ -73,14 +73,5 @@ class HistoryView(APIView):
     def get(self, request, user_id: int):
         user_id = acting_user_id(request, user_id)
         last_id, size = cursor_params(request.query_params)
-        rows = PointHistory.objects.filter(user_id=user_id).order_by("-pk")
-        if last_id is not None:
-            rows = rows.filter(pk__lt=last_id)
-        return Response(cursor_page(list(rows[: size + 1]), size, lambda r: r.pk, lambda r: HistoryOutput(r).data))
-
-
-urlpatterns = [
-    path("points/<int:user_id>", BalanceView.as_view(), name="points-balance"),
-    path("points/<int:user_id>/charge", ChargeView.as_view(), name="points-charge"),
-    path("points/<int:user_id>/histories", HistoryView.as_view(), name="points-histories"),
-]
+        rows = points_history(user_id=user_id, last_id=last_id, size=size)
+        return Response(cursor_page(rows, size, lambda r: r.pk, lambda r: HistoryOutput(r).data))

@@ -2,9 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from shop.models.catalog import Product
-
-MAX_CART_LINES = 50
-GIFT_WRAP_PRICE = 2_000
+from shop.pricing import MAX_LINE_QUANTITY
 
 
 class Cart(models.Model):
@@ -23,5 +21,7 @@ class CartItem(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["cart", "product"], name="uniq_cart_product"),
-            models.CheckConstraint(condition=models.Q(quantity__gte=1, quantity__lte=99), name="cart_qty_range"),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=1, quantity__lte=MAX_LINE_QUANTITY), name="cart_qty_range"
+            ),
         ]

@@ -1,12 +1,11 @@
-"""Cart: one per user, one line per product, priced from current product prices on every read.
+"""Cart writes: one cart per user, one line per product (reads and prices: shop/selectors/cart.py).
 
-Writes lock the user's cart row first (created on the first write, never on a read), so the
-50-line cap and the one-line-per-product rule hold under concurrent requests of one user.
+Writes lock the user's cart row first (created on the first write, never on a read), so the line
+cap (`shop.pricing.MAX_LINES`) and the one-line-per-product rule hold under concurrent requests of
+one user.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -14,56 +13,9 @@ from django.db.models import QuerySet
 from common.db import use_case
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound
 from shop.models import Cart, CartItem, Product
-from shop.models.cart import GIFT_WRAP_PRICE, MAX_CART_LINES
+from shop.pricing import MAX_LINES
 
 
-@dataclass(frozen=True)
-class CartView:
-    """A cart as the API shows it; `id` is None for a user who never wrote to a cart."""
-
-    id: int | None
-    user_id: int
-    items: list[CartItem]
-
-    @property
-    def total_item_count(self) -> int:
-        return len(self.items)
-
-    @property
-    def total_quantity(self) -> int:
-        return sum(item.quantity for item in self.items)
-
-    @property
-    def total_price(self) -> int:
-        return sum(cart_line_total(item) for item in self.items)
-
-
-def cart_line_total(item: CartItem) -> int:
-    """Current unit price times quantity, plus the gift wrap (2,000 per line, not per unit)."""
-    return item.product.price * item.quantity + (GIFT_WRAP_PRICE if item.gift_wrap else 0)
-
-
-# --- Reads ------------------------------------------------------------------------------------
-def cart_get(*, user_id: int) -> CartView:
-    cart_id = Cart.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
-    if cart_id is None:
-        return CartView(id=None, user_id=user_id, items=[])
-    items = list(CartItem.objects.filter(cart_id=cart_id).select_related("product").order_by("pk"))
-    return CartView(id=cart_id, user_id=user_id, items=items)
-
-
-def cart_lines_for_checkout(*, user_id: int, cart_item_ids: list[int]) -> list[CartItem]:
-    """The given lines of the user's cart with their products, by id; 404 CART_ITEM_NOT_FOUND naming
-    every id that is not a line of this user's cart."""
-    wanted = sorted(set(cart_item_ids))
-    items = list(CartItem.objects.filter(pk__in=wanted, cart__user_id=user_id).select_related("product").order_by("pk"))
-    missing = sorted(set(wanted) - {item.pk for item in items})
-    if missing:
-        raise CartItemNotFound(data={"cartItemIds": missing})
-    return items
-
-
-# --- Writes -----------------------------------------------------------------------------------
 @use_case
 def cart_item_set(
     *, user_id: int, product_id: int, quantity: int, gift_wrap: bool = False, gift_message: str = ""
@@ -75,8 +27,8 @@ def cart_item_set(
     values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
     if CartItem.objects.filter(cart=cart, product_id=product_id).update(**values):
         return CartItem.objects.get(cart=cart, product_id=product_id)
-    if CartItem.objects.filter(cart=cart).count() >= MAX_CART_LINES:
-        raise CartFull(data={"maxLines": MAX_CART_LINES})
+    if CartItem.objects.filter(cart=cart).count() >= MAX_LINES:
+        raise CartFull(data={"maxLines": MAX_LINES})
     return CartItem.objects.create(cart=cart, product_id=product_id, **values)
 
 

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from redis.exceptions import RedisError
 
 from common.db import use_case
-from inventory.models import Stock
+from inventory.services import stock_open
 from shop import rankings
 from shop.caches import catalog_generation_bump, sales_caches_invalidate
 from shop.models import Product, SalesDaily
@@ -58,7 +58,7 @@ def product_create(
     product = Product.objects.create(
         name=name, description=description, price=price, category_id=category_id, is_flash_sale=is_flash_sale
     )
-    Stock.objects.create(product=product, quantity=stock)
+    stock_open(product_id=product.pk, quantity=stock)
     catalog_changed(product_ids=[product.pk])
     return product
 
@@ -94,7 +94,7 @@ def product_saved(*, product: Product, created: bool) -> None:
     """Call inside the transaction that saved `product` (the admin does): a new product gets its
     stock row, and the caches and rankings follow the change after commit."""
     if created:
-        Stock.objects.get_or_create(product=product)
+        stock_open(product_id=product.pk)
     catalog_changed(product_ids=[product.pk])
 
 

@@ -4,8 +4,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from common.errors import ValidationFailed
-from shop.errors import UsernameTaken
+from shop.errors import UsernameTaken, WeakPassword
 from shop.models import User
 
 
@@ -14,7 +13,7 @@ def user_create(*, username: str, email: str, password: str, name: str) -> User:
     try:
         validate_password(password, user)
     except DjangoValidationError as exc:
-        raise ValidationFailed(" ".join(exc.messages), code="WEAK_PASSWORD") from None
+        raise WeakPassword(" ".join(exc.messages)) from None
     user.set_password(password)
     if User.objects.filter(username=username).exists():
         raise UsernameTaken()

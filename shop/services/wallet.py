@@ -21,23 +21,19 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.db import use_case
-from common.errors import NotFound, ValidationFailed
 from shop.errors import (
     InsufficientBalance,
+    InvalidAmount,
     OrderAlreadyDebited,
     OrderAlreadyRefunded,
     PointLimitExceeded,
     RefundExceedsDebit,
     RefundLimitExceeded,
+    UserNotFound,
 )
 from shop.models import PointHistory, PointWallet
 from shop.models.wallet import MAX_BALANCE
-
-
-def points_balance(*, user_id: int) -> int:
-    """The current balance; a user without a wallet has 0."""
-    balance = PointWallet.objects.filter(user_id=user_id).values_list("balance", flat=True).first()
-    return balance or 0
+from shop.selectors.wallet import points_balance
 
 
 @use_case
@@ -100,7 +96,7 @@ def points_refund(*, user_id: int, amount: int, order_id: int, description: str 
 
 def _require_amount(amount: int, *, low: int) -> None:
     if isinstance(amount, bool) or not isinstance(amount, int) or not low <= amount <= MAX_BALANCE:
-        raise ValidationFailed(f"amount must be an integer in {low}..{MAX_BALANCE}.", code="INVALID_AMOUNT")
+        raise InvalidAmount(f"amount must be an integer in {low}..{MAX_BALANCE}.")
 
 
 def _add(user_id: int, amount: int) -> bool:
@@ -130,7 +126,7 @@ def _wallet_create(user_id: int) -> None:
             PointWallet.objects.create(user_id=user_id, balance=0)
     except IntegrityError:
         if not _wallet_exists(user_id):  # not a duplicate: the user does not exist
-            raise NotFound("User not found.", code="USER_NOT_FOUND") from None
+            raise UserNotFound() from None
 
 
 def _limit_data(user_id: int, amount: int) -> dict[str, int]:

@@ -10,8 +10,9 @@ from django.db import connection
 from conftest import client_for
 from shop.errors import CartItemNotFound
 from shop.models import Cart, CartItem, Product
-from shop.models.cart import MAX_CART_LINES
-from shop.services.cart import cart_item_set, cart_lines_for_checkout, cart_remove_lines
+from shop.pricing import MAX_LINES
+from shop.selectors.cart import cart_lines_for_checkout
+from shop.services.cart import cart_item_set, cart_remove_lines
 from shop.tests.factories import ProductFactory, UserFactory
 
 CART = "/api/v1/cart"
@@ -88,13 +89,13 @@ class TestApi:
         assert len(response.json()["data"]["items"]) == 5
 
     def test_fifty_line_cap_is_409_cart_full(self, auth_api, user):
-        products = ProductFactory.create_batch(MAX_CART_LINES + 1)
-        for product in products[:MAX_CART_LINES]:
+        products = ProductFactory.create_batch(MAX_LINES + 1)
+        for product in products[:MAX_LINES]:
             assert set_line(auth_api, product.pk).status_code == 200
         refused = set_line(auth_api, products[-1].pk)
         assert refused.status_code == 409
         assert refused.json()["errorCode"] == "CART_FULL" and refused.json()["data"] == {"maxLines": 50}
-        assert CartItem.objects.count() == MAX_CART_LINES
+        assert CartItem.objects.count() == MAX_LINES
         # a full cart can still change its existing lines
         assert set_line(auth_api, products[0].pk, 7).status_code == 200
         assert CartItem.objects.get(product=products[0]).quantity == 7

@@ -20,8 +20,8 @@ from orders.models import Order
 from orders.services import LineRequest, checkout_initiate
 from orders.tests.helpers import fund
 from shop.models import Coupon, PointWallet, UserCoupon
-from shop.models.cart import GIFT_WRAP_PRICE
 from shop.models.wallet import MAX_BALANCE
+from shop.pricing import GIFT_WRAP_PRICE
 from shop.services.coupons import coupon_discount
 from shop.tests.factories import CouponFactory, ProductFactory
 

@@ -15,7 +15,8 @@ from shop.errors import (
 )
 from shop.models import PointHistory, PointWallet
 from shop.models.wallet import MAX_BALANCE
-from shop.services.wallet import points_balance, points_charge, points_debit, points_refund
+from shop.selectors.wallet import points_balance
+from shop.services.wallet import points_charge, points_debit, points_refund
 
 pytestmark = pytest.mark.django_db
 

@@ -1,13 +1,12 @@
 """Operator/bench tool: make `--available` units available on a range of products.
 
-Sets quantity = reserved_quantity + available (so live reservations stay valid) and bumps the version.
+Sets quantity = reserved_quantity + available (so live reservations stay valid) through
+`inventory.services.stock_set_available` (rows locked, version bumped).
 """
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from django.db.models import F
 
-from inventory.models import Stock
+from inventory.services import stock_set_available
 
 
 class Command(BaseCommand):
@@ -24,12 +23,5 @@ class Command(BaseCommand):
             raise CommandError("--products must look like 1-5") from None
         if available < 0:
             raise CommandError("--available must be >= 0")
-        with transaction.atomic():
-            rows = list(
-                Stock.objects.select_for_update().filter(product_id__gte=low, product_id__lte=high).order_by("pk")
-            )
-            for stock in rows:
-                Stock.objects.filter(pk=stock.pk).update(
-                    quantity=F("reserved_quantity") + available, version=F("version") + 1
-                )
-        self.stdout.write(f"{len(rows)} stock rows now have {available} available units")
+        rows = stock_set_available(product_ids=range(low, high + 1), available=available)
+        self.stdout.write(f"{rows} stock rows now have {available} available units")

@@ -37,7 +37,8 @@ from common.errors import DomainError
 from common.kafka import ensure_topics, topic
 from inventory.models import Stock
 from orders.models import QueueRequest
-from orders.queue import QUEUE_TOPIC, queue_request_enqueue
+from orders.queue.admission import queue_request_enqueue
+from orders.queue.keys import QUEUE_TOPIC
 from orders.services import LineRequest, checkout_initiate
 from shop.models import Category, PointWallet, Product, User
 

@@ -1,0 +1,55 @@
+"""Cart reads: a cart as the API shows it (priced from current product prices), and the lines a
+checkout takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shop.errors import CartItemNotFound
+from shop.models import Cart, CartItem
+from shop.pricing import line_total
+
+
+@dataclass(frozen=True)
+class CartView:
+    """A cart as the API shows it; `id` is None for a user who never wrote to a cart."""
+
+    id: int | None
+    user_id: int
+    items: list[CartItem]
+
+    @property
+    def total_item_count(self) -> int:
+        return len(self.items)
+
+    @property
+    def total_quantity(self) -> int:
+        return sum(item.quantity for item in self.items)
+
+    @property
+    def total_price(self) -> int:
+        return sum(cart_line_total(item) for item in self.items)
+
+
+def cart_line_total(item: CartItem) -> int:
+    """The line at its product's current price (`shop.pricing.line_total`)."""
+    return line_total(unit_price=item.product.price, quantity=item.quantity, gift_wrap=item.gift_wrap)
+
+
+def cart_get(*, user_id: int) -> CartView:
+    cart_id = Cart.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
+    if cart_id is None:
+        return CartView(id=None, user_id=user_id, items=[])
+    items = list(CartItem.objects.filter(cart_id=cart_id).select_related("product").order_by("pk"))
+    return CartView(id=cart_id, user_id=user_id, items=items)
+
+
+def cart_lines_for_checkout(*, user_id: int, cart_item_ids: list[int]) -> list[CartItem]:
+    """The given lines of the user's cart with their products, by id; 404 CART_ITEM_NOT_FOUND naming
+    every id that is not a line of this user's cart."""
+    wanted = sorted(set(cart_item_ids))
+    items = list(CartItem.objects.filter(pk__in=wanted, cart__user_id=user_id).select_related("product").order_by("pk"))
+    missing = sorted(set(wanted) - {item.pk for item in items})
+    if missing:
+        raise CartItemNotFound(data={"cartItemIds": missing})
+    return items
