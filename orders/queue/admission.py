@@ -67,7 +67,7 @@ def queue_request_enqueue(
         raise ValidationFailed(f"quantity must be between 1 and {MAX_QUEUE_QUANTITY}.")
     _flash_sale_product(product_id)
     if idempotency_key is not None:
-        earlier = _request_withqueue_key(user_id, idempotency_key)
+        earlier = _request_with_key(user_id, idempotency_key)
         if earlier is not None:
             return _resume(earlier, product_id=product_id, quantity=quantity)
     position, ahead = _admit(product_id)
@@ -115,7 +115,7 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     return QueueTicket(request=request, estimated_wait_seconds=wait)
 
 
-def _request_withqueue_key(user_id: int, idempotency_key: str) -> QueueRequest | None:
+def _request_with_key(user_id: int, idempotency_key: str) -> QueueRequest | None:
     return QueueRequest.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
 
 
@@ -171,7 +171,7 @@ def _claim(
             request.save(force_insert=True)  # one INSERT, committed at once (autocommit)
             return request
         except IntegrityError:
-            if idempotency_key is not None and (taken := _request_withqueue_key(user_id, idempotency_key)):
+            if idempotency_key is not None and (taken := _request_with_key(user_id, idempotency_key)):
                 raise _KeyTaken(taken) from None
             live = QueueRequest.objects.filter(user_id=user_id, product_id=product_id, live=True).first()
             if live is not None:
