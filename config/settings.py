@@ -204,7 +204,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["common.api.EnvelopeRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "common.schema.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -237,6 +237,11 @@ SPECTACULAR_SETTINGS = {
         "common.schema.wrap_in_envelope",
     ],
 }
+
+# Request bodies: the JSON parser (common.parsers) refuses larger ones with 413; Django's own limit
+# (for anything reading request.body, e.g. admin forms) is the same.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # --- Business settings ---------------------------------------------------------------------
 ORDER_HOLD_SECONDS = env_int("ORDER_HOLD_SECONDS", 600)
