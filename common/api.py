@@ -90,7 +90,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if getattr(exc, "auth_header", None):
         response["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
     if getattr(exc, "wait", None):
-        response["Retry-After"] = str(int(exc.wait) + 1)  # type: ignore[attr-defined]
+        response["Retry-After"] = str(max(1, int(exc.wait)))  # type: ignore[attr-defined] # whole seconds already
     return response
 
 

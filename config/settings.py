@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "django_eventstream",
+    "axes",
     "common",
     "shop",
     "inventory",
@@ -86,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns an admin login lockout into its 429 page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -208,7 +210,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "common.schema.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    # One atomic Redis counter per scope and caller (common.throttling); views without a scope pay nothing.
+    "DEFAULT_THROTTLE_CLASSES": ["common.throttling.ScopedRedisThrottle"],
+    # How many reverse proxies in front of us append to X-Forwarded-For: 0 = ignore the header (a
+    # client could write anything there); 1 behind one nginx, which appends the address it saw.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
     "DEFAULT_THROTTLE_RATES": {
         "auth": env("THROTTLE_AUTH", "600/min"),
         "coupon_issue": env("THROTTLE_COUPON_ISSUE", "120/min"),
@@ -264,6 +270,23 @@ RUN_DIR = Path(env("RUN_DIR", str(BASE_DIR / ".run"))).resolve()
 
 if TESTING:  # fast hashing for the thousands of users tests create; never used outside tests
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# /admin/login/ brute-force protection (django-axes; common.admin_login): after AXES_FAILURE_LIMIT
+# wrong passwords from one client address, that address is refused (429) for AXES_COOLOFF_TIME,
+# even with the right password. The address is the throttles' (NUM_PROXIES rule). Reset:
+# `manage.py axes_reset` (all) or `axes_reset_ip <address>`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "common.admin_login.AdminLoginHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "common.throttling.client_ip"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

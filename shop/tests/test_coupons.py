@@ -168,15 +168,10 @@ def test_issue_is_idempotent_with_a_key(auth_api):
 
 
 def test_issue_is_throttled_per_user(auth_api, settings):
-    from rest_framework.throttling import ScopedRateThrottle
-
     coupons = CouponFactory.create_batch(3)
-    original = ScopedRateThrottle.THROTTLE_RATES
-    ScopedRateThrottle.THROTTLE_RATES = {**original, "coupon_issue": "2/min"}
-    try:
-        statuses = [issue(auth_api, c.pk).status_code for c in coupons]
-    finally:
-        ScopedRateThrottle.THROTTLE_RATES = original
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "coupon_issue": "2/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    statuses = [issue(auth_api, c.pk).status_code for c in coupons]
     assert statuses == [200, 200, 429]
     assert UserCoupon.objects.count() == 2
 
