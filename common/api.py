@@ -85,13 +85,26 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, drf.ParseError):
         body = error_body(code, "The request body is not valid JSON.")
     else:
-        body = error_body(code, str(exc.detail))
+        body = error_body(code, _plain_message(exc.detail))
     response = Response(body, status=exc.status_code)
     if getattr(exc, "auth_header", None):
         response["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
     if getattr(exc, "wait", None):
         response["Retry-After"] = str(max(1, int(exc.wait)))  # type: ignore[attr-defined] # whole seconds already
     return response
+
+
+def _plain_message(detail: Any) -> str:
+    """One sentence from an exception's detail, never a repr. simplejwt's InvalidToken carries a dict
+    (`detail`, `code`, `messages: [{..., message}]`): its most specific `message` is the sentence."""
+    if isinstance(detail, dict):
+        reasons = [m["message"] for m in detail.get("messages") or [] if isinstance(m, dict) and m.get("message")]
+        text = reasons[0] if reasons else detail.get("detail") or next(iter(detail.values()), "")
+        return _plain_message(text)
+    if isinstance(detail, list):
+        return _plain_message(detail[0]) if detail else ""
+    text = str(detail).strip()
+    return text if not text or text[-1] in ".!?" else f"{text}."
 
 
 def _first_message(detail: Any, path: str = "") -> str:

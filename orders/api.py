@@ -14,6 +14,7 @@ from orders.errors import InvalidItems
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import LineRequest, checkout_initiate, order_cancel
+from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
 
 
 class OrderItemOutput(serializers.Serializer):
@@ -49,9 +50,9 @@ class OrderOutput(serializers.Serializer):
 
 
 class LineInput(serializers.Serializer):
-    productId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    quantity = serializers.IntegerField(min_value=1, max_value=99)
-    giftWrap = serializers.BooleanField(default=False)
+    productId = StrictIntegerField(min_value=1, max_value=MAX_ID)
+    quantity = StrictIntegerField(min_value=1, max_value=99)
+    giftWrap = StrictBooleanField(default=False)
     giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
 
 
@@ -62,12 +63,12 @@ def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
 
 class CheckoutInitiateView(APIView):
     class Input(serializers.Serializer):
-        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         cartItemIds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=50
+            child=StrictIntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=50
         )
         directOrderItems = LineInput(many=True, required=False)
-        userCouponId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
+        userCouponId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
         def validate(self, attrs):
@@ -104,11 +105,11 @@ class OrdersView(APIView):
     """`POST /orders` (old clients: the same use case as a direct checkout) and `GET /orders`."""
 
     class Input(serializers.Serializer):
-        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         items = LineInput(many=True, allow_empty=False, max_length=50)
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
         usedCouponIds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            child=StrictIntegerField(min_value=1, max_value=MAX_ID),
             required=False,
             max_length=1,
             help_text="at most one user-coupon id (userCouponId)",
@@ -154,7 +155,7 @@ class OrderDetailView(APIView):
 
 class OrderCancelView(APIView):
     class Input(serializers.Serializer):
-        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         reason = serializers.CharField(max_length=255, allow_blank=True, required=False, default="")
 
     @extend_schema(request=Input, responses=OrderOutput, operation_id="orders_cancel")
