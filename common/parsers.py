@@ -1,13 +1,13 @@
 """The API's one request parser: JSON via orjson, with a body size limit and a nesting limit.
 
-DRF's own JSONParser reads the whole stream (Django's DATA_UPLOAD_MAX_MEMORY_SIZE only guards
-`request.body`, which DRF bypasses) and parses with the recursive stdlib decoder, whose
-RecursionError on deep input escaped as a 500. Here:
+Why not DRF's JSONParser: it reads the whole stream whatever its size (Django's
+DATA_UPLOAD_MAX_MEMORY_SIZE guards only `request.body`, which DRF does not use) and parses with
+the recursive stdlib decoder, which raises RecursionError on deep input. Here:
 - the body is refused with 413 PAYLOAD_TOO_LARGE when its Content-Length passes
   API_MAX_BODY_BYTES, and the read itself is capped at that size plus one byte, so a stream
   longer than its header claims is refused too, never read further;
 - orjson parses (it refuses depth > 1024 itself, without recursion in Python); our own, much lower
-  limit is checked afterwards with an explicit stack, and only when the body holds more than
+  limit is checked afterwards level by level, and only when the body holds more than
   MAX_JSON_DEPTH opening brackets (two `bytes.count` calls: a typical body never walks).
 """
 

@@ -1,9 +1,9 @@
 """Rate limits that hold under concurrency: one atomic Redis counter per scope and caller.
 
-DRF's SimpleRateThrottle reads a history list from the cache, appends and writes it back: two
-concurrent requests read the same list and both pass, so 130 simultaneous requests against a
-limit of 120 all got through. Here each request is one EVALSHA of a tiny Lua script (one round
-trip, atomic in Redis): INCR the caller's counter and give it its expiry when it has none.
+Why not DRF's SimpleRateThrottle: it reads a history list from the cache, appends and writes it
+back, so concurrent requests read the same list and all pass. Here each request is one EVALSHA of
+a tiny Lua script (one round trip, atomic in Redis): INCR the caller's counter and give it its
+expiry when it has none.
 
 The window is fixed and starts at the caller's first request (the key's TTL): at most `limit`
 requests pass until the key expires, then a new window starts. A fixed window was chosen over a
