@@ -63,7 +63,8 @@ class BusyRetry(DependencyUnavailable):
 
 
 class InvalidIdempotencyKey(ValidationFailed):
-    code, message = "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1..255 characters."
+    code = "INVALID_IDEMPOTENCY_KEY"
+    message = "Idempotency-Key must be 1..255 printable ASCII characters without spaces."
 
 
 class IdempotencyKeyReused(DomainError):

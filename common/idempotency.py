@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -36,14 +37,16 @@ from common.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidI
 from common.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
+# Printable ASCII without space (0x21..0x7E), 1..255 characters; compared byte for byte (the
+# columns holding keys use a binary collation: `k1` and `K1` are two keys).
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 REPLAY_HEADER = "Idempotent-Replayed"
 
 
 def _fingerprint(request) -> str:
-    try:
-        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
-    except Exception:  # noqa: BLE001 - an unparsable body has no data; hash the raw bytes
-        body = request.body.decode("utf-8", "replace")
+    # `request.data` parses the body here, before any claim is written: a body that does not parse
+    # (or is too large, or too deep) is refused exactly as without the header, and leaves no row.
+    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
     raw = f"{request.method}\n{request.get_full_path()}\n{body}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -110,13 +113,13 @@ def idempotent(view_method=None, *, atomic: bool = True):
     @functools.wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
         key = request.headers.get(HEADER)
+        if key is not None and not KEY_PATTERN.fullmatch(key):
+            raise InvalidIdempotencyKey()
         request.idempotency_key = key
         if key is None:
             if not atomic:
                 return run(self, request, *args, **kwargs)
             return run_in_transaction(lambda: run(self, request, *args, **kwargs))
-        if not key.strip() or len(key) > 255:
-            raise InvalidIdempotencyKey()
         user_id = request.user.pk if request.user.is_authenticated else 0
         claim = _claim(user_id, key, request)
         if isinstance(claim, Response):

@@ -13,7 +13,8 @@ class IdempotencyKey(models.Model):
         DONE = "DONE"
 
     user_id = models.BigIntegerField(help_text="0 for anonymous callers")
-    key = models.CharField(max_length=255)
+    # Binary collation: `k1` and `K1` are two keys (the default collation is case-insensitive).
+    key = models.CharField(max_length=255, db_collation="utf8mb4_bin")
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64, help_text="sha256 of method, path and body")

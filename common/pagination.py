@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -9,16 +10,17 @@ from common.errors import InvalidParameter
 
 T = TypeVar("T")
 DEFAULT_SIZE, MAX_SIZE = 20, 100
+_ASCII_INT = re.compile(r"-?[0-9]{1,19}")
 MAX_ID = 2**62  # the largest id any endpoint accepts (ids above are 400, never a database error)
 
 
 def bounded_int(raw: Any, *, name: str, default: int | None, low: int, high: int) -> int | None:
     if raw is None or raw == "":
         return default
-    try:
-        value = int(str(raw))
-    except ValueError:
-        raise InvalidParameter(f"{name} must be an integer.") from None
+    text = str(raw)
+    if not _ASCII_INT.fullmatch(text):  # `int()` would also take "٥", " 5", "+5" and "5_0"
+        raise InvalidParameter(f"{name} must be an integer.")
+    value = int(text)
     if not low <= value <= high:
         raise InvalidParameter(f"{name} must be between {low} and {high}.")
     return value

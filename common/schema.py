@@ -8,11 +8,15 @@ from rest_framework_simplejwt.views import TokenViewBase
 
 ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 ERRORS = {
-    "400": "INVALID_INPUT / INVALID_PARAMETER / MALFORMED_JSON: the request is not valid (`data.fields` names them).",
+    "400": (
+        "INVALID_INPUT / INVALID_PARAMETER / MALFORMED_JSON (also JSON nested deeper than 32 levels) / "
+        "INVALID_IDEMPOTENCY_KEY: the request is not valid (`data.fields` names the fields)."
+    ),
     "401": "UNAUTHORIZED: no valid Bearer access token.",
     "403": "FORBIDDEN: a `userId` in the path, query or body names another user.",
     "404": "An id in the path or body names nothing the caller may see (e.g. ORDER_NOT_FOUND, PRODUCT_NOT_FOUND).",
     "409": "The request conflicts with the current state (e.g. INSUFFICIENT_STOCK, ORDER_NOT_PAYABLE).",
+    "413": "PAYLOAD_TOO_LARGE: the request body is larger than 1 MB (API_MAX_BODY_BYTES).",
     "422": "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used with another body.",
     "429": "RATE_LIMITED: too many requests from this caller; see Retry-After.",
     "503": "DATABASE_UNAVAILABLE / CACHE_UNAVAILABLE / BUSY_RETRY / QUEUE_UNAVAILABLE: retry after Retry-After.",
@@ -45,6 +49,7 @@ class AutoSchema(openapi.AutoSchema):
             "403": secured,
             "404": has_ids,
             "409": writes,
+            "413": "requestBody" in operation,
             "422": self.method == "POST",
             "429": bool(getattr(self.view, "throttle_scope", None)),
             "503": True,

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "django_eventstream",
+    "axes",
     "common",
     "shop",
     "inventory",
@@ -86,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns an admin login lockout into its 429 page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -204,11 +206,15 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["common.api.EnvelopeRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "common.schema.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    # One atomic Redis counter per scope and caller (common.throttling); views without a scope pay nothing.
+    "DEFAULT_THROTTLE_CLASSES": ["common.throttling.ScopedRedisThrottle"],
+    # How many reverse proxies in front of us append to X-Forwarded-For: 0 = ignore the header (a
+    # client could write anything there); 1 behind one nginx, which appends the address it saw.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
     "DEFAULT_THROTTLE_RATES": {
         "auth": env("THROTTLE_AUTH", "600/min"),
         "coupon_issue": env("THROTTLE_COUPON_ISSUE", "120/min"),
@@ -238,6 +244,11 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Request bodies: the JSON parser (common.parsers) refuses larger ones with 413; Django's own limit
+# (for anything reading request.body, e.g. admin forms) is the same.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
 # --- Business settings ---------------------------------------------------------------------
 ORDER_HOLD_SECONDS = env_int("ORDER_HOLD_SECONDS", 600)
 IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 48)
@@ -259,6 +270,23 @@ RUN_DIR = Path(env("RUN_DIR", str(BASE_DIR / ".run"))).resolve()
 
 if TESTING:  # fast hashing for the thousands of users tests create; never used outside tests
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# /admin/login/ brute-force protection (django-axes; common.admin_login): after AXES_FAILURE_LIMIT
+# wrong passwords from one client address, that address is refused (429) for AXES_COOLOFF_TIME,
+# even with the right password. The address is the throttles' (NUM_PROXIES rule). Reset:
+# `manage.py axes_reset` (all) or `axes_reset_ip <address>`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "common.admin_login.AdminLoginHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "common.throttling.client_ip"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -13,6 +13,7 @@ from orders.errors import InvalidItems
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import LineRequest, checkout_initiate, order_cancel
+from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
 from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES
 
 
@@ -49,9 +50,9 @@ class OrderOutput(serializers.Serializer):
 
 
 class LineInput(serializers.Serializer):
-    productId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
-    giftWrap = serializers.BooleanField(default=False)
+    productId = StrictIntegerField(min_value=1, max_value=MAX_ID)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
+    giftWrap = StrictBooleanField(default=False)
     giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
 
 
@@ -61,12 +62,12 @@ def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
 
 class CheckoutInitiateView(APIView):
     class Input(serializers.Serializer):
-        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         cartItemIds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=MAX_LINES
+            child=StrictIntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=MAX_LINES
         )
         directOrderItems = LineInput(many=True, required=False)
-        userCouponId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
+        userCouponId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
         def validate(self, attrs):
@@ -103,11 +104,11 @@ class OrdersView(APIView):
     """`POST /orders` (old clients: the same use case as a direct checkout) and `GET /orders`."""
 
     class Input(serializers.Serializer):
-        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         items = LineInput(many=True, allow_empty=False, max_length=MAX_LINES)
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
         usedCouponIds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            child=StrictIntegerField(min_value=1, max_value=MAX_ID),
             required=False,
             max_length=1,
             help_text="at most one user-coupon id (userCouponId)",
@@ -153,7 +154,7 @@ class OrderDetailView(APIView):
 
 class OrderCancelView(APIView):
     class Input(serializers.Serializer):
-        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         reason = serializers.CharField(max_length=255, allow_blank=True, required=False, default="")
 
     @extend_schema(request=Input, responses=OrderOutput, operation_id="orders_cancel")

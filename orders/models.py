@@ -101,7 +101,10 @@ class QueueRequest(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, editable=False)
+    # Binary collation: keys are compared byte for byte, as in common.IdempotencyKey.
+    idempotency_key = models.CharField(
+        max_length=255, null=True, blank=True, editable=False, db_collation="utf8mb4_bin"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["product", "status", "id"], name="queue_product_status_id")]

@@ -10,6 +10,7 @@ from common.idempotency import idempotent
 from common.pagination import MAX_ID
 from payments.selectors import payment_get, payment_list
 from payments.services import payment_process
+from shop.api.strict_fields import StrictIntegerField
 
 
 class PaymentOutput(serializers.Serializer):
@@ -25,9 +26,9 @@ class PaymentOutput(serializers.Serializer):
 
 class PaymentProcessView(APIView):
     class Input(serializers.Serializer):
-        orderId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-        userId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
-        amount = serializers.IntegerField(min_value=0, max_value=10**12)
+        orderId = StrictIntegerField(min_value=1, max_value=MAX_ID)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
+        amount = StrictIntegerField(min_value=0, max_value=10**12)
         paymentMethod = serializers.CharField(max_length=32, default="BALANCE")
 
     @extend_schema(request=Input, responses=PaymentOutput, operation_id="payments_process")

@@ -143,3 +143,53 @@ def test_every_operation_conforms_and_never_answers_5xx(shopper, mode):
     assert len(OPERATIONS) >= 34 and set(cases) | no_invalid_input == {op.label for op in OPERATIONS}
     assert len(no_invalid_input) <= 1  # GET /coupons
     assert not [s for s in statuses if s >= 500]
+
+
+# --- bodies no schema describes: malformed, deeply nested, too large -------------------------------
+
+HOSTILE_BODIES = {
+    "malformed": (b'{"productId": 1,', 400, "MALFORMED_JSON"),
+    "not-utf8": (b'{"a": "\xff"}', 400, "MALFORMED_JSON"),
+    "nested-1000": (b'{"a":' * 1_000 + b"1" + b"}" * 1_000, 400, "MALFORMED_JSON"),
+    "nested-100000": (b"[" * 100_000 + b"]" * 100_000, 400, "MALFORMED_JSON"),
+    "2-mb": (b'{"items": "' + b"x" * (2 * 1024 * 1024) + b'"}', 413, "PAYLOAD_TOO_LARGE"),
+}
+WRITES = [op for op in OPERATIONS if op.method.upper() in ("POST", "PUT", "PATCH")]
+
+
+def path_parameters(operation, user_id: int) -> dict:
+    return {p.name: user_id if p.name == "user_id" else 1 for p in operation.iter_parameters() if p.location == "path"}
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["no-key", "with-key"])
+def test_every_write_refuses_hostile_bodies_with_a_4xx_envelope(shopper, with_key):
+    """Every POST/PUT of the schema, sent each hostile body with and without an Idempotency-Key: an
+    operation that takes a body answers exactly 400 MALFORMED_JSON or 413 PAYLOAD_TOO_LARGE (the
+    parser runs before any business logic, the caller's own ids are used) and leaves no claim;
+    one that takes no body never reads it. Never a 5xx; every answer conforms to the schema."""
+    from common.models import IdempotencyKey
+
+    assert len(WRITES) >= 14
+    headers = {"Authorization": bearer(shopper)}
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    seen: Counter[tuple[int, str]] = Counter()
+    for operation in WRITES:
+        takes_body = operation.definition.raw.get("requestBody") is not None
+        for name, (body, status, code) in HOSTILE_BODIES.items():
+            sent = dict(headers)
+            if with_key:
+                sent["Idempotency-Key"] = f"hostile-{name}-{operation.method}-{operation.path}"[:255]
+            case = operation.Case(
+                path_parameters=path_parameters(operation, shopper.pk), body=body, media_type="application/json"
+            )
+            response = case.call(headers=sent)
+            label = f"{operation.label} {name} {'with' if with_key else 'without'} key"
+            assert response.status_code < 500, f"{label}: {response.status_code} {response.content[:300]!r}"
+            case.validate_response(response, checks=checks, headers=sent)
+            answer = response.json()
+            if takes_body:
+                assert (response.status_code, answer.get("errorCode")) == (status, code), f"{label}: {answer}"
+                assert answer["success"] is False and answer["errorMessage"], label
+            seen[(response.status_code, answer.get("errorCode", "-"))] += 1
+    assert not IdempotencyKey.objects.filter(key__startswith="hostile-").exists()
+    print(f"\nhostile bodies ({'with' if with_key else 'without'} key): {dict(seen)}")

@@ -118,3 +118,16 @@ def test_a_key_names_one_request_only(auth_api, user):
     assert (refused.status_code, refused.json()["errorCode"]) == (422, "IDEMPOTENCY_KEY_REUSED")
     assert QueueRequest.objects.filter(user=user).count() == 1
     assert not IdempotencyKey.objects.filter(key=KEY).exists()
+
+
+def test_keys_differing_only_in_case_are_two_requests(auth_api, user):
+    """The request row's key column compares byte for byte, like the claim's: `K1` does not find `k1`."""
+    first_product, second_product = flash_product(stock=5), flash_product(stock=5)
+    first = queue(auth_api, first_product, key="k1")
+    second = queue(auth_api, second_product, key="K1")
+    assert first.status_code == second.status_code == 202, second.json()
+    assert "Idempotent-Replayed" not in second
+    assert first.json()["data"]["requestId"] != second.json()["data"]["requestId"]
+    assert sorted(QueueRequest.objects.filter(user=user).values_list("idempotency_key", "product_id")) == sorted(
+        [("k1", first_product.pk), ("K1", second_product.pk)]
+    )

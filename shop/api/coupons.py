@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from common.auth import acting_user_id, query_user_id
 from common.idempotency import idempotent
+from common.pagination import MAX_ID
 from shop.api.strict_fields import StrictIntegerField
 from shop.models import Coupon, UserCoupon
 from shop.selectors.coupons import coupon_list_issuable, user_coupon_display_status, user_coupon_list
@@ -73,7 +74,8 @@ class CouponIssueView(APIView):
         class Meta:
             ref_name = "CouponIssue"  # every view's nested Input would otherwise share one schema name
 
-        couponId = StrictIntegerField(min_value=1, max_value=2**62)
+        couponId = StrictIntegerField(min_value=1, max_value=MAX_ID)
+        userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
 
     @extend_schema(
         request=Input,
@@ -88,9 +90,10 @@ class CouponIssueView(APIView):
     )
     @idempotent
     def post(self, request):
-        user_id = query_user_id(request)
+        query_user_id(request)  # a `userId` in the query or the body must be the caller (else 403)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
+        user_id = acting_user_id(request, data.validated_data.get("userId"))
         issued = coupon_issue(coupon_id=data.validated_data["couponId"], user_id=user_id, now=timezone.now())
         return Response(
             {

@@ -89,6 +89,33 @@ def test_issue_with_user_id_in_query(auth_api, user, other_user):
     assert not UserCoupon.objects.filter(user=other_user).exists()
 
 
+def test_issue_with_another_users_id_in_the_body_is_403_and_issues_nothing(auth_api, user, other_user):
+    """The body's `userId` was ignored (the coupon went to the caller, 200) instead of the 403 rule."""
+    coupon = CouponFactory()
+    for body in ({"couponId": coupon.pk, "userId": other_user.pk}, {"couponId": coupon.pk, "userId": user.pk}):
+        with_key = auth_api.post(
+            f"/api/v1/coupons/issue?userId={user.pk}", body, format="json", HTTP_IDEMPOTENCY_KEY=f"k{body['userId']}"
+        )
+        without = auth_api.post("/api/v1/coupons/issue", body, format="json")
+        if body["userId"] == other_user.pk:
+            assert with_key.status_code == without.status_code == 403, with_key.json()
+            assert with_key.json()["errorCode"] == without.json()["errorCode"] == "FORBIDDEN"
+            assert UserCoupon.objects.count() == 0 and Coupon.objects.get(pk=coupon.pk).issued_quantity == 0
+        else:  # the caller's own id is fine
+            assert with_key.status_code == 200, with_key.json()
+            assert without.status_code == 409 and without.json()["errorCode"] == "COUPON_ALREADY_ISSUED"
+    assert list(UserCoupon.objects.values_list("user_id", flat=True)) == [user.pk]
+
+
+@pytest.mark.parametrize("user_id", ["1", 1.0, True, "٥", 0])
+def test_issue_refuses_a_body_user_id_that_is_not_a_positive_json_integer(auth_api, user_id):
+    response = auth_api.post(
+        "/api/v1/coupons/issue", {"couponId": CouponFactory().pk, "userId": user_id}, format="json"
+    )
+    assert response.status_code == 400 and response.json()["errorCode"] == "INVALID_INPUT"
+    assert UserCoupon.objects.count() == 0
+
+
 def test_sold_out_is_409_and_flags_the_coupon(auth_api):
     coupon = CouponFactory(total_quantity=1)
     assert issue(client_for(UserFactory()), coupon.pk).status_code == 200
@@ -168,15 +195,10 @@ def test_issue_is_idempotent_with_a_key(auth_api):
 
 
 def test_issue_is_throttled_per_user(auth_api, settings):
-    from rest_framework.throttling import ScopedRateThrottle
-
     coupons = CouponFactory.create_batch(3)
-    original = ScopedRateThrottle.THROTTLE_RATES
-    ScopedRateThrottle.THROTTLE_RATES = {**original, "coupon_issue": "2/min"}
-    try:
-        statuses = [issue(auth_api, c.pk).status_code for c in coupons]
-    finally:
-        ScopedRateThrottle.THROTTLE_RATES = original
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "coupon_issue": "2/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    statuses = [issue(auth_api, c.pk).status_code for c in coupons]
     assert statuses == [200, 200, 429]
     assert UserCoupon.objects.count() == 2
 
