@@ -1,16 +1,20 @@
 """One settings module, driven by environment variables.
 
 Local development needs no configuration at all: every value has a safe loopback default that
-matches the services `scripts/devservices.py` starts. `DJANGO_ENV=production` refuses to start
-without real secrets (see `_require`).
+matches the services `scripts/devservices.py` starts, and the signing key is made at random once
+per run folder (`config.secret_key`). `DJANGO_ENV=production` refuses to start without real secrets
+(see `_require` and `_secret_key`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
+
+from config.secret_key import run_dir_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,7 +39,8 @@ DJANGO_ENV = env("DJANGO_ENV", "local")  # local | test | production | build
 PRODUCTION = DJANGO_ENV == "production"
 TESTING = DJANGO_ENV == "test"
 
-_LOCAL_SECRET = "local-development-secret-key-not-for-production-use-0123456789"
+# Keys this repository once published (their digests, never the keys): refused in every mode.
+_PUBLISHED_KEY_DIGESTS = {"aac39b9e68ad529fae260fcfab3a37f76cf71f04c611f512818c2ec2ce59d45d"}
 
 
 def _require(name: str, local_default: str) -> str:
@@ -48,9 +53,22 @@ def _require(name: str, local_default: str) -> str:
     return local_default
 
 
-SECRET_KEY = _require("DJANGO_SECRET_KEY", _LOCAL_SECRET)
-if PRODUCTION and (SECRET_KEY == _LOCAL_SECRET or len(SECRET_KEY) < 50):
-    raise RuntimeError("DJANGO_SECRET_KEY must be a real secret of at least 50 characters")
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, or outside production the random key of the run folder (config.secret_key)."""
+    value = env("DJANGO_SECRET_KEY")
+    if value and hashlib.sha256(value.encode()).hexdigest() in _PUBLISHED_KEY_DIGESTS:
+        raise RuntimeError("DJANGO_SECRET_KEY is a key published in this repository: unset it or use a real secret")
+    if not PRODUCTION:
+        # Relative to the repository, like scripts/devservices.py, which creates the run folder.
+        return value or run_dir_secret_key(BASE_DIR / env("RUN_DIR", ".run"))
+    if not value:
+        raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_ENV=production")
+    if len(value) < 50:
+        raise RuntimeError("DJANGO_SECRET_KEY must be a real secret of at least 50 characters")
+    return value
+
+
+SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
