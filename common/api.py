@@ -84,6 +84,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = error_body(code, _first_message(exc.detail), {"fields": exc.detail})
     elif isinstance(exc, drf.ParseError):
         body = error_body(code, "The request body is not valid JSON.")
+    elif isinstance(exc.detail, dict) and "detail" in exc.detail:  # simplejwt's InvalidToken
+        body = error_body(code, str(exc.detail["detail"]))
     else:
         body = error_body(code, str(exc.detail))
     response = Response(body, status=exc.status_code)

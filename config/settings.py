@@ -218,7 +218,7 @@ REST_FRAMEWORK = {
     # The signed token is the identity: no user row is read per request (one query saved on every
     # call). A deactivated user keeps access until the access token expires (JWT_ACCESS_MINUTES).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTStatelessUserAuthentication",
+        "common.jwt.ShopJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["common.api.EnvelopeRenderer"],
