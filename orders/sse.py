@@ -18,6 +18,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.signing import BadSignature, TimestampSigner
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django_eventstream.views import events
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -75,6 +76,7 @@ def _refuse(request: HttpRequest, status: int, code: str, message: str, data=Non
     return _allow_origin(JsonResponse(error_body(code, message, data), status=status), request)
 
 
+@csrf_exempt  # GET only, authenticated by token, never by cookie: a POST gets the JSON 405 below
 def sse_subscribe(request: HttpRequest, user_id: int) -> HttpResponse:
     if request.method != "GET":
         return _refuse(request, 405, "METHOD_NOT_ALLOWED", "Only GET is allowed.")
