@@ -195,8 +195,9 @@ CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in config/ce
 EVENTSTREAM_REDIS = {"host": REDIS_HOST, "port": REDIS_PORT, "db": REDIS_DB}
 EVENTSTREAM_STORAGE_CLASS = "common.sse.StreamStorage"  # DjangoModelStorage without a connection per stream
 EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.UserChannelManager"
-# Where browsers reach the ASGI SSE process, and which page origins may read it (CORS).
-SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", "http://127.0.0.1:8001").rstrip("/")
+# Where browsers reach the SSE stream: the API's own origin (the proxy sends /api/sse/ to the ASGI
+# process), and which page origins may read the ASGI process directly on its port (CORS).
+SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", f"http://127.0.0.1:{env('WEB_PORT', '8000')}").rstrip("/")
 SSE_ALLOWED_ORIGINS = env_list("SSE_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
 SSE_TOKEN_MAX_AGE = env_int("SSE_TOKEN_MAX_AGE", 300)  # seconds a signed `?token=` may open a stream
 
