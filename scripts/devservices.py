@@ -36,8 +36,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import grp
 import importlib.resources
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -792,7 +794,7 @@ class ProxyConfig:
 
     @classmethod
     def from_env(cls, cfg: Config, env: os._Environ[str] | dict[str, str] = os.environ, **ports) -> ProxyConfig:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         nofile = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
         return cls(
             run_dir=cfg.run_dir,
@@ -814,9 +816,6 @@ class ProxyConfig:
         home = self.home
         user = ""
         if os.geteuid() == 0:  # workers would drop to `nobody`, which cannot use the run folder's temp paths
-            import grp
-            import pwd
-
             user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
         access = (
             "access_log /dev/stdout proxy;" if self.access_log else "access_log off;  # PROXY_ACCESS_LOG=1 turns it on"
