@@ -10,7 +10,7 @@ export
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-packages:  ## install missing Debian packages (MariaDB, Redis, build headers) when root
+packages:  ## install missing Debian packages (MariaDB, Redis, nginx, build headers) when root
 	@python3 scripts/devservices.py install-packages
 
 .venv/.installed: requirements.txt requirements-dev.txt | packages

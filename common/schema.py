@@ -4,6 +4,7 @@ inside the `{success, data}` envelope, and the error answers every operation can
 from __future__ import annotations
 
 from drf_spectacular import openapi
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme, TokenRefreshSerializerExtension
 from rest_framework_simplejwt.views import TokenViewBase
 
 ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -21,6 +22,19 @@ ERRORS = {
     "429": "RATE_LIMITED: too many requests from this caller; see Retry-After.",
     "503": "DATABASE_UNAVAILABLE / CACHE_UNAVAILABLE / BUSY_RETRY / QUEUE_UNAVAILABLE: retry after Retry-After.",
 }
+
+
+class ShopJWTScheme(SimpleJWTScheme):
+    """Our authentication class is simplejwt's Bearer scheme (common.jwt)."""
+
+    target_class = "common.jwt.ShopJWTAuthentication"
+
+
+class ShopTokenRefreshSerializerExtension(TokenRefreshSerializerExtension):
+    target_class = "common.jwt.ShopTokenRefreshSerializer"
+
+    def get_name(self, auto_schema, direction):
+        return "TokenRefresh"  # the component simplejwt's own serializer had (spectacular adds "Request")
 
 
 class AutoSchema(openapi.AutoSchema):

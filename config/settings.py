@@ -1,16 +1,20 @@
 """One settings module, driven by environment variables.
 
 Local development needs no configuration at all: every value has a safe loopback default that
-matches the services `scripts/devservices.py` starts. `DJANGO_ENV=production` refuses to start
-without real secrets (see `_require`).
+matches the services `scripts/devservices.py` starts, and the signing key is made at random once
+per run folder (`config.secret_key`). `DJANGO_ENV=production` refuses to start without real secrets
+(see `_require` and `_secret_key`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
+
+from config.secret_key import run_dir_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,7 +39,8 @@ DJANGO_ENV = env("DJANGO_ENV", "local")  # local | test | production | build
 PRODUCTION = DJANGO_ENV == "production"
 TESTING = DJANGO_ENV == "test"
 
-_LOCAL_SECRET = "local-development-secret-key-not-for-production-use-0123456789"
+# Keys this repository once published (their digests, never the keys): refused in every mode.
+_PUBLISHED_KEY_DIGESTS = {"aac39b9e68ad529fae260fcfab3a37f76cf71f04c611f512818c2ec2ce59d45d"}
 
 
 def _require(name: str, local_default: str) -> str:
@@ -48,9 +53,22 @@ def _require(name: str, local_default: str) -> str:
     return local_default
 
 
-SECRET_KEY = _require("DJANGO_SECRET_KEY", _LOCAL_SECRET)
-if PRODUCTION and (SECRET_KEY == _LOCAL_SECRET or len(SECRET_KEY) < 50):
-    raise RuntimeError("DJANGO_SECRET_KEY must be a real secret of at least 50 characters")
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, or outside production the random key of the run folder (config.secret_key)."""
+    value = env("DJANGO_SECRET_KEY")
+    if value and hashlib.sha256(value.encode()).hexdigest() in _PUBLISHED_KEY_DIGESTS:
+        raise RuntimeError("DJANGO_SECRET_KEY is a key published in this repository: unset it or use a real secret")
+    if not PRODUCTION:
+        # Relative to the repository, like scripts/devservices.py, which creates the run folder.
+        return value or run_dir_secret_key(BASE_DIR / env("RUN_DIR", ".run"))
+    if not value:
+        raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_ENV=production")
+    if len(value) < 50:
+        raise RuntimeError("DJANGO_SECRET_KEY must be a real secret of at least 50 characters")
+    return value
+
+
+SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -179,8 +197,9 @@ CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in config/ce
 EVENTSTREAM_REDIS = {"host": REDIS_HOST, "port": REDIS_PORT, "db": REDIS_DB}
 EVENTSTREAM_STORAGE_CLASS = "common.sse.StreamStorage"  # DjangoModelStorage without a connection per stream
 EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.UserChannelManager"
-# Where browsers reach the ASGI SSE process, and which page origins may read it (CORS).
-SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", "http://127.0.0.1:8001").rstrip("/")
+# Where browsers reach the SSE stream: the API's own origin (the proxy sends /api/sse/ to the ASGI
+# process), and which page origins may read the ASGI process directly on its port (CORS).
+SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", f"http://127.0.0.1:{env('WEB_PORT', '8000')}").rstrip("/")
 SSE_ALLOWED_ORIGINS = env_list("SSE_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
 SSE_TOKEN_MAX_AGE = env_int("SSE_TOKEN_MAX_AGE", 300)  # seconds a signed `?token=` may open a stream
 
@@ -202,7 +221,7 @@ REST_FRAMEWORK = {
     # The signed token is the identity: no user row is read per request (one query saved on every
     # call). A deactivated user keeps access until the access token expires (JWT_ACCESS_MINUTES).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTStatelessUserAuthentication",
+        "common.jwt.ShopJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["common.api.EnvelopeRenderer"],

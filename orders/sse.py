@@ -18,12 +18,13 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.signing import BadSignature, TimestampSigner
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django_eventstream.views import events
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from common.api import error_body
+from common.jwt import ShopJWTAuthentication, claim_user_id
 from common.sse import user_channel
 
 _SALT = "orders.sse.subscribe"
@@ -37,9 +38,9 @@ def sse_token_user_id(token: str) -> int | None:
     """The user id a valid, unexpired token names; None otherwise."""
     try:
         value = TimestampSigner(salt=_SALT).unsign(token, max_age=settings.SSE_TOKEN_MAX_AGE)
-        return int(value)
-    except (BadSignature, ValueError):
+    except BadSignature:
         return None
+    return claim_user_id(value)
 
 
 def subscribe_url(user_id: int, token: str) -> str:
@@ -54,10 +55,12 @@ def _authenticate(request: HttpRequest):
             return None
         return get_user_model().objects.filter(pk=user_id, is_active=True).first()
     try:
-        found = JWTAuthentication().authenticate(request)  # type: ignore[arg-type]
+        found = ShopJWTAuthentication().authenticate(request)  # type: ignore[arg-type]
     except (AuthenticationFailed, InvalidToken, TokenError):
         return None
-    return found[0] if found else None
+    if not found:
+        return None
+    return get_user_model().objects.filter(pk=found[0].pk, is_active=True).first()
 
 
 def _allow_origin(response: HttpResponse, request: HttpRequest) -> HttpResponse:
@@ -73,6 +76,7 @@ def _refuse(request: HttpRequest, status: int, code: str, message: str, data=Non
     return _allow_origin(JsonResponse(error_body(code, message, data), status=status), request)
 
 
+@csrf_exempt  # GET only, authenticated by token, never by cookie: a POST gets the JSON 405 below
 def sse_subscribe(request: HttpRequest, user_id: int) -> HttpResponse:
     if request.method != "GET":
         return _refuse(request, 405, "METHOD_NOT_ALLOWED", "Only GET is allowed.")

@@ -7,6 +7,7 @@ Usage (from the repository root, with the project virtualenv)::
     .venv/bin/python scripts/devservices.py down              # stop our instances, wait for free ports
     .venv/bin/python scripts/devservices.py status            # one line per service; exit 0 if all run
     .venv/bin/python scripts/devservices.py install-packages  # apt-get the server binaries if missing
+    .venv/bin/python scripts/devservices.py proxy             # nginx in the foreground (Procfile `proxy`)
 
 Every instance listens on loopback only and keeps its state in RUN_DIR, which
 is never shared with the system MariaDB (3306) or system Redis (6379) that may
@@ -23,6 +24,8 @@ Environment variables (defaults in brackets):
     DB_USER [shop]  DB_PASSWORD [shop]  CDC_DB_USER [cdc]  CDC_DB_PASSWORD [cdc]
     REDIS_URL                [redis://127.0.0.1:6380/0]
     KAFKA_BOOTSTRAP_SERVERS  [127.0.0.1:9092]  (the first host:port is used)
+    proxy: WEB_PORT [8000] (nginx)  WEB_UPSTREAM_PORT [8002] (gunicorn)  SSE_PORT [8001]
+           WEB_KEEPALIVE [30]  PROXY_ACCESS_LOG [0]
 
 Exit codes: 0 success, 1 a service failed (or is not running, for ``status``),
 2 invalid configuration.
@@ -33,8 +36,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import grp
 import importlib.resources
 import os
+import pwd
+import resource
 import shutil
 import signal
 import socket
@@ -46,6 +52,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -759,6 +766,190 @@ def kafka_api_versions_ok(host: str, port: int, timeout: float = 2.0) -> bool:
     return answered_id == correlation_id and error_code == 0
 
 
+# --------------------------------------------------------------------------- the reverse proxy
+
+# The JSON envelope for the errors nginx answers itself; upstream answers pass through untouched.
+PROXY_ERRORS = {
+    "bad_request": (400, "BAD_REQUEST", "The request could not be understood."),
+    "too_large": (413, "PAYLOAD_TOO_LARGE", "The request body exceeds the 1 MB limit."),
+    "too_many": (429, "RATE_LIMITED", "Too many connections from this address; retry shortly."),
+    "unavailable": (503, "SERVICE_UNAVAILABLE", "The application is unavailable; retry shortly."),
+}
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """nginx in front of gunicorn (buffered) and uvicorn (streamed), one origin for both."""
+
+    run_dir: Path
+    listen: int
+    web: tuple[int, ...]
+    sse: tuple[int, ...]
+    web_keepalive: int = 30  # gunicorn's --keep-alive (WEB_KEEPALIVE)
+    access_log: bool = False
+    workers: int = 2
+    max_connections_per_client: int = 2000
+    worker_connections: int = 8192
+    nofile: int = 20000
+
+    @classmethod
+    def from_env(cls, cfg: Config, env: os._Environ[str] | dict[str, str] = os.environ, **ports) -> ProxyConfig:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        nofile = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        return cls(
+            run_dir=cfg.run_dir,
+            listen=ports.get("listen") or _port(env.get("WEB_PORT", "8000"), "WEB_PORT"),
+            web=ports.get("web") or (_port(env.get("WEB_UPSTREAM_PORT", "8002"), "WEB_UPSTREAM_PORT"),),
+            sse=ports.get("sse") or (_port(env.get("SSE_PORT", "8001"), "SSE_PORT"),),
+            web_keepalive=int(env.get("WEB_KEEPALIVE", "30")),
+            access_log=env.get("PROXY_ACCESS_LOG", "").strip().lower() in {"1", "true", "yes", "on"},
+            workers=max(1, min(2, os.cpu_count() or 1)),
+            worker_connections=min(8192, nofile - 256),
+            nofile=nofile,
+        )
+
+    @property
+    def home(self) -> Path:
+        return self.run_dir / "proxy"
+
+    def render(self) -> str:
+        home = self.home
+        user = ""
+        if os.geteuid() == 0:  # workers would drop to `nobody`, which cannot use the run folder's temp paths
+            user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+        access = (
+            "access_log /dev/stdout proxy;" if self.access_log else "access_log off;  # PROXY_ACCESS_LOG=1 turns it on"
+        )
+        web = "\n".join(f"        server 127.0.0.1:{port};" for port in self.web)
+        sse = "\n".join(f"        server 127.0.0.1:{port};" for port in self.sse)
+        errors = "\n".join(
+            f"        location @{name} {{\n"
+            f"            default_type application/json;\n"
+            + ("            add_header Retry-After 1 always;\n" if status in (429, 503) else "")
+            + f'            return {status} \'{{"success": false, "errorCode": "{code}", '
+            f'"errorMessage": "{message}", "data": null}}\';\n'
+            f"        }}"
+            for name, (status, code, message) in PROXY_ERRORS.items()
+        )
+        return f"""\
+# Generated by scripts/devservices.py proxy -- edits are overwritten on the next start.
+# Slow clients cost nginx a few kB each, never a gunicorn thread: a request reaches gunicorn only
+# once its headers and its whole body are read (proxy_request_buffering).
+{user}
+daemon off;
+worker_processes {self.workers};
+worker_rlimit_nofile {self.nofile};
+pid {home / "nginx.pid"};
+error_log stderr warn;
+
+events {{
+    worker_connections {self.worker_connections};
+}}
+
+http {{
+    default_type application/json;
+    server_tokens off;
+    log_format proxy '$remote_addr "$request" $status $body_bytes_sent $request_time $upstream_response_time';
+    {access}
+
+    client_body_temp_path {home / "tmp/body"};
+    proxy_temp_path {home / "tmp/proxy"};
+    fastcgi_temp_path {home / "tmp/fastcgi"};
+    uwsgi_temp_path {home / "tmp/uwsgi"};
+    scgi_temp_path {home / "tmp/scgi"};
+
+    # A client gets 10 s for its headers, and may pause 10 s between two reads or writes.
+    client_header_timeout 10s;
+    client_body_timeout 10s;
+    send_timeout 10s;
+    reset_timedout_connection on;
+    client_max_body_size 1m;      # the JSON API never needs more
+    client_body_buffer_size 64k;  # bodies up to this stay in memory, larger ones in client_body_temp_path
+    keepalive_timeout 65s;
+    keepalive_requests 10000;
+    limit_conn_zone $binary_remote_addr zone=per_client:10m;
+    limit_conn per_client {self.max_connections_per_client};
+    limit_conn_status 429;
+    limit_conn_log_level warn;
+
+    upstream web {{
+        least_conn;
+{web}
+        keepalive 32;
+        keepalive_requests 10000;
+        keepalive_timeout {max(1, self.web_keepalive - 2)}s;  # below gunicorn's --keep-alive (WEB_KEEPALIVE)
+    }}
+
+    upstream sse {{
+        least_conn;
+{sse}
+        keepalive 16;
+        keepalive_timeout 4s;  # below uvicorn's 5 s keep-alive
+    }}
+
+    server {{
+        listen 127.0.0.1:{self.listen} backlog=4096;
+        server_name _;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $remote_addr;  # replaced, not appended: clients cannot pick their address
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Request-Start "t=${{msec}}";
+        proxy_request_buffering on;
+        proxy_connect_timeout 3s;
+        proxy_read_timeout 60s;
+        proxy_send_timeout 60s;
+        proxy_buffer_size 16k;
+        proxy_buffers 32 16k;
+        proxy_next_upstream_tries 2;
+
+        error_page 400 494 =400 @bad_request;
+        error_page 413 @too_large;
+        error_page 429 @too_many;
+        error_page 500 502 503 504 =503 @unavailable;
+
+        # Server-sent events: streamed as they come, for as long as the client stays.
+        location /api/sse/ {{
+            proxy_pass http://sse;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }}
+
+        location / {{
+            proxy_pass http://web;
+        }}
+
+{errors}
+    }}
+}}
+"""
+
+    def write(self) -> Path:
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.home / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        conf = self.home / "nginx.conf"
+        conf.write_text(self.render())
+        return conf
+
+
+def cmd_proxy(cfg: Config, args: argparse.Namespace) -> NoReturn:
+    """Write the nginx config into RUN_DIR and become nginx, in the foreground (a Procfile process)."""
+    ports = {
+        "listen": _port(args.listen, "--listen") if args.listen else None,
+        "web": tuple(_port(p, "--web") for p in args.web.split(",")) if args.web else None,
+        "sse": tuple(_port(p, "--sse") for p in args.sse.split(",")) if args.sse else None,
+    }
+    proxy = ProxyConfig.from_env(cfg, **ports)
+    nginx = require("nginx")
+    conf = proxy.write()
+    say(f"proxy: nginx on 127.0.0.1:{proxy.listen} -> web {list(proxy.web)}, /api/sse/ -> {list(proxy.sse)}")
+    sys.stdout.flush()
+    os.execv(nginx, [nginx, "-p", str(proxy.home), "-c", str(conf), "-e", "stderr"])
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -814,8 +1005,16 @@ def cmd_status(cfg: Config) -> int:
     return 0 if all(results) else 1
 
 
-PACKAGES = ["mariadb-server", "mariadb-client", "libmariadb-dev", "pkg-config", "redis-server"]
-REQUIRED_PROGRAMS = ["mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin", "redis-server", "pkg-config"]
+PACKAGES = ["mariadb-server", "mariadb-client", "libmariadb-dev", "pkg-config", "redis-server", "nginx"]
+REQUIRED_PROGRAMS = [
+    "mariadbd",
+    "mariadb-install-db",
+    "mariadb",
+    "mariadb-admin",
+    "redis-server",
+    "pkg-config",
+    "nginx",
+]
 REQUIRED_FILES = ["/usr/include/mariadb/mysql.h"]
 
 
@@ -840,15 +1039,25 @@ def cmd_install_packages(cfg: Config) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "install-packages": cmd_install_packages}
+COMMANDS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "install-packages": cmd_install_packages,
+    "proxy": cmd_proxy,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--listen", help="proxy: the port nginx listens on [WEB_PORT, 8000]")
+    parser.add_argument("--web", help="proxy: gunicorn port(s), comma-separated [WEB_UPSTREAM_PORT, 8002]")
+    parser.add_argument("--sse", help="proxy: uvicorn port(s), comma-separated [SSE_PORT, 8001]")
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](Config.from_env())
+        cfg = Config.from_env()
+        return cmd_proxy(cfg, args) if args.command == "proxy" else COMMANDS[args.command](cfg)
     except ConfigError as exc:
         say(f"configuration error: {exc}")
         return 2

@@ -229,7 +229,7 @@ def test_idempotency_key_replays_the_first_answer(auth_api):
 def test_sse_token_opens_only_the_callers_own_stream(auth_api, api, user, other_user):
     issued = auth_api.post("/api/v1/sse/token").json()["data"]
     assert issued["expiresIn"] == 300
-    assert issued["subscribeUrl"] == f"http://127.0.0.1:8001/api/sse/subscribe/{user.pk}?token={issued['token']}"
+    assert issued["subscribeUrl"] == f"http://127.0.0.1:8000/api/sse/subscribe/{user.pk}?token={issued['token']}"
     mine = f"/api/sse/subscribe/{user.pk}"
     origin = {"HTTP_ORIGIN": "http://127.0.0.1:8000"}
 

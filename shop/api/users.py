@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from common.idempotency import idempotent
+from common.jwt import ShopTokenRefreshSerializer
 from shop.selectors.users import user_get_active
 from shop.services.users import user_create
 
@@ -53,3 +54,4 @@ class TokenView(TokenObtainPairView):
 
 class RefreshView(TokenRefreshView):
     throttle_scope = "auth"
+    serializer_class = ShopTokenRefreshSerializer

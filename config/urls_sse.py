@@ -1,0 +1,20 @@
+"""The routes of the ASGI (SSE) process: the event stream and a liveness probe, nothing else.
+
+The admin, the REST API and /metrics are served by the WSGI process only; here every other path is
+the JSON 404 envelope, and every error answers in the envelope too (handlers below).
+"""
+
+from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
+
+from common import health
+
+urlpatterns = [
+    path("api/sse/", include("orders.sse_urls")),
+    path("healthz", csrf_exempt(health.healthz)),
+]
+
+handler400 = "common.views.bad_request"
+handler403 = "common.views.permission_denied"
+handler404 = "common.views.not_found"
+handler500 = "common.views.server_error"
