@@ -7,6 +7,8 @@ from django.core.cache import caches
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+pytest_plugins = ["tests.support.fixtures"]  # children, private_kafka, throwaway_redis
+
 
 @pytest.fixture(autouse=True)
 def _clean_cache():

@@ -25,15 +25,9 @@ from orders.queue import (
     queue_resume,
 )
 from orders.tests.helpers import stock_of
-from orders.tests.queue_support import answered, bulk_users, drain, events_of, flash_product, isolated_queue_topic
+from orders.tests.queue_support import answered, bulk_users, drain, events_of, flash_product
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def queue_topic():
-    with isolated_queue_topic() as prefix:
-        yield prefix
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("queue_topic")]
 
 
 def enqueue(users, product, quantity: int = 1) -> list[str]:

@@ -38,7 +38,7 @@ from tests.faults.effects import (
 )
 from tests.faults.shoppers import Api, Seen, run_shoppers, stop_shoppers
 from tests.faults.stack import Stack, running_stack
-from tests.sse_client import Stream
+from tests.support.sse import Stream
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
