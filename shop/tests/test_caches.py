@@ -1,16 +1,12 @@
 """The typed catalog caches (incident 1): a hit is exactly a miss, old or broken entries are misses,
 changes invalidate, the popular list survives a stampede, and Redis down means the database."""
 
-import copy
 import json
-import socket
-import subprocess
 import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.cache import caches
 from django.db import connection
 from django.test import override_settings
@@ -366,37 +362,6 @@ def test_a_cold_popular_list_is_rebuilt_once_under_a_stampede():
 # --- Redis down: the database answers -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def throwaway_redis():
-    """A redis-server of our own, so stopping it disturbs nobody; the caches point at it."""
-    port = _free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.02)
-    cache_settings = copy.deepcopy(settings.CACHES)
-    for alias in cache_settings.values():
-        alias["LOCATION"] = f"redis://127.0.0.1:{port}/0"
-    try:
-        with override_settings(CACHES=cache_settings):
-            yield server
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 def test_with_redis_stopped_every_catalog_endpoint_answers_200_from_the_database(
     api, throwaway_redis, django_capture_on_commit_callbacks, django_assert_num_queries
 ):
@@ -418,8 +383,7 @@ def test_with_redis_stopped_every_catalog_endpoint_answers_200_from_the_database
     with django_assert_num_queries(0):
         api.get(f"{URL}/{product.pk}")
 
-    throwaway_redis.terminate()
-    throwaway_redis.wait(timeout=10)
+    throwaway_redis.stop()
     assert catalog_generation() is None  # really down
     for url in urls:
         response = api.get(url)
@@ -464,8 +428,7 @@ def test_near_cache_serves_recent_hits_without_redis_or_database(
     sold(product, 2)
     urls = [f"{URL}/{product.pk}", URL, f"{URL}/popular", f"{URL}/ranking/daily"]
     first = {url: api.get(url).content for url in urls}
-    throwaway_redis.terminate()  # neither Redis ...
-    throwaway_redis.wait(timeout=10)
+    throwaway_redis.stop()  # neither Redis ...
     with django_assert_num_queries(0):  # ... nor the database is asked
         assert {url: api.get(url).content for url in urls} == first
 
