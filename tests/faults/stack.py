@@ -1,7 +1,7 @@
 """A complete, private copy of the system for fault and cluster tests: its own MariaDB, Redis and
 broker (started by `scripts/devservices.py` under another RUN_DIR and other ports) and the real
 processes of the Procfile running against them, one copy of each or several (`copies=2`: the
-cluster of issue 10). Tests stop, restart and kill -9 pieces of THIS copy only; the shared services
+cluster test). Tests stop, restart and kill -9 pieces of THIS copy only; the shared services
 other engineers use (3307/6380/9092) are never touched.
 
 Everything here talks to the copy from the outside, as an operator would: HTTP to gunicorn, SQL
