@@ -90,7 +90,7 @@ def stock():
         "/admin/shop/salesdaily/?q=kettle",
     ],
 )
-def test_admin_lists_search_and_filter(admin_client, stock, path):
+def test_stock_admin_list_search_and_filters_render(admin_client, stock, path):
     assert admin_client.get(path).status_code == 200
 
 

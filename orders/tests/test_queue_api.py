@@ -114,7 +114,7 @@ def test_bad_requests_are_refused_and_record_nothing(auth_api, body, status, cod
     assert QueueRequest.objects.count() == 0
 
 
-def test_product_rules_and_identity(api, auth_api, user):
+def test_queueing_refuses_other_products_other_users_no_token_and_malformed_bodies(api, auth_api, user):
     normal, flash = make_product(stock=5), flash_product(stock=5)
     inactive = flash_product(stock=5)
     inactive.status = "INACTIVE"

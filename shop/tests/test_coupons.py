@@ -48,7 +48,7 @@ FIXED, PERCENT = Coupon.DiscountType.FIXED, Coupon.DiscountType.PERCENTAGE
         (PERCENT, 7, 30_000, 15_000, 30_001, 2_100),  # floor(2,100.07)
     ],
 )
-def test_coupon_discount(kind, value, minimum, cap, amount, expected):
+def test_coupon_discount_applies_minimum_cap_and_floor(kind, value, minimum, cap, amount, expected):
     coupon = Coupon(discount_type=kind, discount_value=value, minimum_order_amount=minimum, max_discount_amount=cap)
     assert coupon_discount(coupon=coupon, order_amount=amount) == expected
 
@@ -237,7 +237,9 @@ def test_list_issuable_coupons_is_public(api, django_assert_num_queries):
     }
 
 
-def test_user_coupons_and_available(auth_api, user, other_user, django_assert_num_queries):
+def test_a_users_coupons_newest_first_with_status_and_only_usable_ones_available(
+    auth_api, user, other_user, django_assert_num_queries
+):
     now = timezone.now()
     usable = UserCoupon.objects.create(user=user, coupon=CouponFactory(name="A"))
     used = UserCoupon.objects.create(
@@ -415,7 +417,7 @@ def test_admin_refuses_a_total_below_issued(admin_client):
     assert Coupon.objects.get(pk=coupon.pk).total_quantity == 100
 
 
-def test_reset_coupons_command(user, other_user):
+def test_reset_coupons_empties_only_the_named_coupons_and_their_flags(user, other_user):
     from django.core.management import call_command
 
     coupon = CouponFactory(total_quantity=2, issued_quantity=2)

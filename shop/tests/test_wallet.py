@@ -170,7 +170,7 @@ def test_ledger_sums_to_the_balance(user):
 
 
 # --- API --------------------------------------------------------------------------------------
-def test_get_balance(auth_api, user, django_assert_num_queries):
+def test_balance_is_zero_without_a_wallet_and_read_in_one_query(auth_api, user, django_assert_num_queries):
     assert auth_api.get(f"/api/v1/points/{user.pk}").json() == {
         "success": True,
         "data": {"userId": user.pk, "balance": 0},
@@ -181,7 +181,7 @@ def test_get_balance(auth_api, user, django_assert_num_queries):
     assert response.json()["data"] == {"userId": user.pk, "balance": 1_234}
 
 
-def test_charge_endpoint(auth_api, user):
+def test_charge_credits_the_balance_and_writes_one_ledger_row(auth_api, user):
     response = auth_api.post(f"/api/v1/points/{user.pk}/charge", {"amount": 10_000, "description": "hi"}, format="json")
     assert response.status_code == 200
     assert response.json() == {"success": True, "data": {"userId": user.pk, "balance": 10_000}}
