@@ -42,6 +42,15 @@ def other_user(db):
 
 
 @pytest.fixture
+def operator(client, db):
+    """The Django test client signed in as a staff superuser: the admin's operator."""
+    from shop.tests.factories import UserFactory
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
 def auth_api(user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=bearer(user))

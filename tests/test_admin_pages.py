@@ -18,12 +18,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def some_of_everything():
     """An order paid, another pending: rows in orders, payments, stock, ledger and the outbox."""
     user = UserFactory()

@@ -9,18 +9,10 @@ from orders.models import FlashSaleControl, QueueRequest
 from orders.queue import queue_request_enqueue
 from orders.tests.helpers import make_product
 from orders.tests.queue_support import bulk_users, flash_product, topic_messages
-from shop.tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("queue_topic")]
 
 CHANGELIST = "/admin/orders/flashsaleproduct/"
-
-
-@pytest.fixture
-def operator() -> Client:
-    client = Client()
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
 
 
 def act(operator: Client, action: str, *products) -> None:

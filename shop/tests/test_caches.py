@@ -33,7 +33,7 @@ from shop.caches import (
 from shop.models import Product, SalesDaily
 from shop.selectors.catalog import POPULAR_LOCK
 from shop.services.catalog import products_set_status, sales_record
-from shop.tests.factories import CategoryFactory, ProductFactory, UserFactory
+from shop.tests.factories import CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -223,19 +223,13 @@ def test_garbage_entry_is_a_miss_not_a_500(api):
 # --- invalidation ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
 def warm(api, product) -> None:
     for url in (URL, f"{URL}/{product.pk}", f"{URL}/popular", f"{URL}/ranking/daily"):
         assert api.get(url).status_code == 200
 
 
 def test_admin_product_change_invalidates_list_detail_popular_and_rankings(
-    api, admin_client, django_capture_on_commit_callbacks
+    api, operator, django_capture_on_commit_callbacks
 ):
     product = ProductFactory(name="Before", price=1_000)
     sold(product, 3)
@@ -245,7 +239,7 @@ def test_admin_product_change_invalidates_list_detail_popular_and_rankings(
         "status": "ACTIVE", "is_flash_sale": "",
     }  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(f"/admin/shop/product/{product.pk}/change/", form)
+        response = operator.post(f"/admin/shop/product/{product.pk}/change/", form)
     assert response.status_code == 302, response.content[:2000]
     assert api.get(f"{URL}/{product.pk}").json()["data"]["name"] == "After"
     assert api.get(URL).json()["data"]["contents"][0]["price"] == 2_000
@@ -253,12 +247,12 @@ def test_admin_product_change_invalidates_list_detail_popular_and_rankings(
     assert api.get(f"{URL}/ranking/daily").json()["data"][0]["productName"] == "After"
 
 
-def test_admin_add_creates_the_stock_row_and_shows_the_product(api, admin_client, django_capture_on_commit_callbacks):
+def test_admin_add_creates_the_stock_row_and_shows_the_product(api, operator, django_capture_on_commit_callbacks):
     category = CategoryFactory()
     assert api.get(URL).json()["data"]["contents"] == []
     form = {"name": "New", "description": "", "price": 5_000, "category": category.pk, "status": "ACTIVE"}
     with django_capture_on_commit_callbacks(execute=True):
-        assert admin_client.post("/admin/shop/product/add/", form).status_code == 302
+        assert operator.post("/admin/shop/product/add/", form).status_code == 302
     product = Product.objects.get(name="New")
     assert product.stock.quantity == 0
     assert [p["id"] for p in api.get(URL).json()["data"]["contents"]] == [product.pk]

@@ -278,12 +278,9 @@ def test_histories_of_a_user_without_wallet_is_empty(user):
     assert response.json()["data"] == {"contents": [], "lastId": None}
 
 
-def test_admin_wallet_page_shows_the_ledger(client, user):
-    from shop.tests.factories import UserFactory
-
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+def test_admin_wallet_page_shows_the_ledger(operator, user):
     points_charge(user_id=user.pk, amount=12_345, description="welcome")
-    assert client.get("/admin/shop/pointwallet/").status_code == 200
-    page = client.get(f"/admin/shop/pointwallet/{user.pk}/change/")
+    assert operator.get("/admin/shop/pointwallet/").status_code == 200
+    page = operator.get(f"/admin/shop/pointwallet/{user.pk}/change/")
     assert page.status_code == 200 and b"12,345" in page.content and b"welcome" in page.content
-    assert client.get("/admin/shop/pointhistory/").status_code == 200
+    assert operator.get("/admin/shop/pointhistory/").status_code == 200
