@@ -8,17 +8,20 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Message
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
+from django.db import connection
 from django_eventstream.models import Event
 
+from common.errors import DomainError
 from common.kafka import ConsumerRunner, topic
 from common.sse import user_channel
 from orders.consumers import CHECKOUT_CONSUMER
 from orders.models import QueueRequest
-from orders.queue import QUEUE_TOPIC
+from orders.queue import QUEUE_TOPIC, queue_request_enqueue
 from orders.tests.helpers import make_product
 from shop.models import PointWallet, Product, User
 from tests.support.kafka import FAST_GROUP, read_topic
@@ -43,6 +46,21 @@ def bulk_users(count: int, *, balance: int = 1_000_000) -> list[User]:
     if balance:
         PointWallet.objects.bulk_create([PointWallet(user=u, balance=balance) for u in users])
     return users
+
+
+def enqueue_all(users, product, *, threads: int = 16) -> list[str]:
+    """Enqueue one request per user from a thread pool: the request id, or the refusal's error code."""
+
+    def one(user) -> str:
+        try:
+            return str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
+        except DomainError as exc:
+            return exc.code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(one, users))
 
 
 def inline_runner() -> ConsumerRunner:

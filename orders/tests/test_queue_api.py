@@ -21,7 +21,7 @@ from orders.models import QueueRequest
 from orders.queue import _key
 from orders.sse import sse_token_issue
 from orders.tests.helpers import make_product
-from orders.tests.queue_support import events_of, flash_product, topic_messages
+from orders.tests.queue_support import enqueue_all, events_of, flash_product, topic_messages
 from shop.tests.factories import UserFactory
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import tansu_command
@@ -252,25 +252,9 @@ def test_sse_token_needs_authentication(api):
 
 def test_concurrent_requests_of_one_user_leave_exactly_one_live_request(user):
     """The database's unique (user, product, live) key decides, not a read-then-write check."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from django.db import connection
-
-    from common.errors import DomainError
-    from orders.queue import queue_request_enqueue
-
     product = flash_product(stock=5)
 
-    def attempt(_):
-        try:
-            return str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
-        except DomainError as exc:
-            return exc.code
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        results = list(pool.map(attempt, range(12)))
+    results = enqueue_all([user] * 12, product, threads=12)
 
     queued = [r for r in results if r != "ALREADY_QUEUED"]
     assert len(queued) == 1 and results.count("ALREADY_QUEUED") == 11

@@ -10,34 +10,18 @@ import pytest
 from django.db import connection
 from django_eventstream.models import Event
 
-from common.errors import DomainError
 from common.sse import user_channel
 from inventory.models import Reservation
 from orders.models import Order, QueueRequest
 from orders.queue import queue_request_enqueue
 from orders.sse import sse_token_issue
 from orders.tests.helpers import stock_of
-from orders.tests.queue_support import answered, bulk_users, flash_product
+from orders.tests.queue_support import answered, bulk_users, enqueue_all, flash_product
 from tests.support.processes import child_env, start_sse_server
 from tests.support.sse import Stream, wait_for_live_delivery
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("queue_topic")]
-
-
-def enqueue_all(users, product, *, threads: int = 16) -> list[str]:
-    """Enqueue one request per user from a thread pool: the request id, or the refusal's error code."""
-
-    def one(user) -> str:
-        try:
-            return str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
-        except DomainError as exc:
-            return exc.code
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(one, users))
 
 
 def assert_each_request_answered_once(users) -> None:
