@@ -7,6 +7,8 @@ from django.core.cache import caches
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+pytest_plugins = ["tests.support.fixtures"]  # children, private_kafka, throwaway_redis
+
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
@@ -37,6 +39,15 @@ def other_user(db):
     from shop.tests.factories import UserFactory
 
     return UserFactory()
+
+
+@pytest.fixture
+def operator(client, db):
+    """The Django test client signed in as a staff superuser: the admin's operator."""
+    from shop.tests.factories import UserFactory
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ DPI = 72
 MAX_PNG_BYTES = 150_000  # reports are committed: keep every chart small
 BUCKET_SECONDS = 5  # latency percentiles per 5 s window: steadier than per second
 
-# The old service's Black Friday run (INCIDENTS.md §5) and the issue's targets (a third of its p95).
+# The old service's Black Friday run (500 VUs) and our targets (a third of its p95).
 OLD_EVENT = {
     "requests": 56_148,
     "success": 99.4,
@@ -43,7 +43,7 @@ OLD_EVENT = {
 }
 EVENT_TARGETS = {"product": 385, "coupon_issue": 400, "checkout": 980, "payment": 920}
 EVENT_MIN_REQUESTS = 112_296
-# The old service's 100-VU figures after its fixes (INCIDENTS.md, final table) = our targets at 100 VUs.
+# The old service's 100-VU figures after its fixes = our targets at 100 VUs.
 OLD_100 = {"checkout": 304, "flow": 408, "coupon_issue": 35, "popular": 7}
 
 
@@ -262,7 +262,7 @@ def event_lines(summary: dict) -> list[str]:
     """The old service's Black Friday figures beside ours."""
     ep = summary["endpoints"]
     lines = [
-        "## Beside the old service (Black Friday, 500 VUs, INCIDENTS.md §5)",
+        "## Beside the old service (Black Friday, 500 VUs)",
         "",
         f"| metric | old service | target | this run ({summary.get('vus')} VUs) | |",
         "|---|---:|---:|---:|---|",

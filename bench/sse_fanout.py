@@ -48,8 +48,11 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
+sys.path[:0] = [str(REPO / "bench"), str(REPO)]
 from procstats import TICKS, cpu_ticks, django_setup, percentile  # noqa: E402
+
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import uvicorn_command  # noqa: E402
 
 MARKER = "bench-fanout"
 
@@ -78,23 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --- the uvicorn under test ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_uvicorn(port: int) -> subprocess.Popen:
-    command = [
-        str(REPO / ".venv/bin/uvicorn"),
-        "config.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    command = uvicorn_command(port)
     log = open(Path(tempfile.gettempdir()) / f"sse_fanout_uvicorn_{port}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ}, stdout=log, stderr=subprocess.STDOUT)
     log.close()  # the child holds its own copy

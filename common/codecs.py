@@ -99,12 +99,3 @@ def cache_delete(*keys: str) -> None:
         _cache().delete_many(list(keys))
     except RedisError:
         UNAVAILABLE.labels("delete").inc()
-
-
-def cached(codec: Codec[T], key: str, build: Callable[[], T], timeout: int) -> T:
-    """Read-through: a hit decodes into exactly what `build()` returns on a miss."""
-    value = cache_read(codec, key)
-    if value is None:
-        value = build()
-        cache_write(codec, key, value, timeout)
-    return value

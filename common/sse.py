@@ -38,9 +38,9 @@ class StreamStorage(DjangoModelStorage):
 
     `append_event` stores the event (one transaction: counter locked, row inserted), then trims old
     events at most once a minute per process (`sse_trim`); the library's version trims on every call.
-    That trim runs after the store committed: when it failed, the push looked failed although the
-    event was stored, and `sse_push(retry_seconds=...)` stored it a second time (once in five runs of
-    the MariaDB-restart fault test). A failed trim is now logged and the push counts as done.
+    That trim runs after the store committed: were its failure the push's, the push would look failed
+    although the event was stored, and `sse_push(retry_seconds=...)` would store it a second time. So a
+    failed trim is logged and the push counts as done.
 
     Under ASGI, Django runs each request's synchronous code in a thread of its own, and the stream
     reads its stored events (on open, and after an overflow) through `sync_to_async` in that same

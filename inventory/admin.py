@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import F
 
+from common.admin import ReadOnlyAdminMixin
 from inventory.models import Reservation, Stock
 from inventory.services import stock_add
 
@@ -50,7 +51,7 @@ class AvailabilityFilter(admin.SimpleListFilter):
 
 
 @admin.register(Stock)
-class StockAdmin(admin.ModelAdmin):
+class StockAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     form = StockForm
     list_display = ("product_id", "product", "quantity", "reserved_quantity", "available", "version", "updated_at")
     list_filter = (AvailabilityFilter, "product__is_flash_sale", "product__status")
@@ -60,6 +61,7 @@ class StockAdmin(admin.ModelAdmin):
     ordering = ("product_id",)
     action_form = RestockActionForm
     actions = ["restock"]
+    admin_allows = ("change",)  # a stock row is created with its product, never deleted
 
     @admin.action(description="Restock the selected products by the units given", permissions=["change"])
     def restock(self, request, queryset):
@@ -76,12 +78,6 @@ class StockAdmin(admin.ModelAdmin):
     def available(self, obj: Stock) -> int:
         return obj.available_quantity
 
-    def has_add_permission(self, request) -> bool:
-        return False  # created with its product
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
     def save_model(self, request, obj, form, change):
         units = form.cleaned_data.get("add_units")
         if units:
@@ -89,7 +85,7 @@ class StockAdmin(admin.ModelAdmin):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: reservations are created and moved by checkout, payment, expiry and cancel."""
 
     list_display = ("id", "order_id", "product", "quantity", "status", "expires_at", "created_at")
@@ -98,12 +94,3 @@ class ReservationAdmin(admin.ModelAdmin):
     search_fields = ("=order_id", "=product__id", "product__name")
     list_select_related = ("product",)
     ordering = ("-id",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -1,4 +1,4 @@
-// Baseline (issue 8): each endpoint alone at 10 VUs, one after another (no think time), so every
+// Baseline: each endpoint alone at 10 VUs, one after another (no think time), so every
 // endpoint's latency is measured without the others' load. DURATION per endpoint (default 20s).
 //   .venv/bin/k6 run -e BASE_URL=http://127.0.0.1:8000 -e TOKENS=$PWD/k6/results/tokens.json k6/baseline.js
 // The summary goes to k6/results/baseline.json; checkouts are left unpaid except in `flow`.

@@ -1,4 +1,4 @@
-// The Black Friday simulation (issue 8), modelled on the old service's test (INCIDENTS.md §5):
+// The Black Friday simulation, modelled on the old service's test:
 // 50 VUs browse for 30 s, the event ramps 50 -> 300 (10 s) -> 500 (30 s) -> 500 (1 min) -> 300 (30 s),
 // then traffic falls back to browsing 300 -> 100 -> 0.
 //   event traffic: 20 % coupon issue (coupons 1,2,3,9,10), 20 % product detail (70 % flash products 1..5),

@@ -1,4 +1,4 @@
-// Inventory contention (issue 5), modelled on the old service's test: checkouts where 70 % hit the
+// Inventory contention, modelled on the old service's test: checkouts where 70 % hit the
 // 5 flash-sale products, each followed by a payment after 0.1-0.3 s. Two levels run back to back:
 // 100 VUs, then 300 VUs, so p95 at each level comes from one run.
 //   k6 run -e BASE_URL=http://127.0.0.1:8000 k6/inventory-contention.js

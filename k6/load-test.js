@@ -1,4 +1,4 @@
-// Mixed load (issue 8), the old suite's mix: ramping to 100 VUs over 5 minutes.
+// Mixed load, the old suite's mix: ramping to 100 VUs over 5 minutes.
 //   25 % cursor list, 20 % detail, 15 % popular, 10 % daily ranking, 7 % cart view, 5 % cart add,
 //   10 % checkout (left unpaid: it expires), 5 % checkout + payment, 3 % coupon issue;
 //   think time 0.5-1.5 s. 100 VUs is where the old service's SLA table was measured.

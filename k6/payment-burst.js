@@ -1,4 +1,4 @@
-// Payment burst (issue 8): ramping to 200 VUs; every iteration is a checkout then its payment
+// Payment burst: ramping to 200 VUs; every iteration is a checkout then its payment
 // (30 % on the flash products 1..5). On INSUFFICIENT_BALANCE (at checkout or payment) the VU charges
 // 1,000,000 points and retries once: with that, every order with enough points must be paid
 // (incident 3: the old service fell to 76.5 % payment success).

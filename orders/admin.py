@@ -6,6 +6,7 @@ from collections.abc import Callable
 from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
+from common.admin import ReadOnlyAdminMixin
 from common.errors import DomainError
 from inventory.models import Reservation
 from orders.models import Order, OrderItem
@@ -20,18 +21,16 @@ def _refusal(pk: int, exc: DomainError) -> str:
     return f"order {pk} is {status}" if status else f"order {pk}: {exc.message}"
 
 
-class OrderItemInline(admin.TabularInline):
+class OrderItemInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderItem
     extra = 0
     can_delete = False
     readonly_fields = ("product", "product_name", "quantity", "unit_price", "gift_wrap", "gift_message", "line_total")
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    admin_allows = ("change", "delete")
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "order_number", "user", "status", "final_amount", "expires_at", "created_at")
     list_filter = ("status",)
     search_fields = ("order_number", "user__username")
@@ -39,12 +38,7 @@ class OrderAdmin(admin.ModelAdmin):
     inlines = [OrderItemInline]
     actions = ["force_expire_selected", "cancel_selected"]
     readonly_fields = [f.name for f in Order._meta.fields] + ["payment_summary", "reservations"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    admin_allows = ("change",)  # the force-expire and cancel actions
 
     @admin.display(description="payment")
     def payment_summary(self, order):

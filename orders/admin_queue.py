@@ -6,18 +6,20 @@ from django.contrib import admin, messages
 from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from common.admin import ReadOnlyAdminMixin
 from common.errors import DomainError
 from orders.models import FlashSaleProduct, QueueRequest
 from orders.queue.controls import queue_close, queue_flags, queue_pause, queue_resume, queue_wake
 
 
 @admin.register(FlashSaleProduct)
-class FlashSaleQueueAdmin(admin.ModelAdmin):
+class FlashSaleQueueAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "name", "price", "available", "queue_depth", "paused", "sold_out_flag", "last_position")
     search_fields = ("name",)
     actions = ["pause", "resume", "wake", "mark_sold_out", "clear_sold_out"]
     fields = ("name", "price", "status")
     readonly_fields = fields
+    admin_allows = ("change",)
 
     def get_queryset(self, request):
         queued = QueueRequest.objects.filter(product=OuterRef("pk"), status=QueueRequest.Status.QUEUED)
@@ -31,12 +33,6 @@ class FlashSaleQueueAdmin(admin.ModelAdmin):
                 is_paused=Coalesce(F("flash_sale_control__paused"), Value(False)),
             )
         )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="available", ordering="available_qty")
     def available(self, product):
@@ -91,7 +87,7 @@ class FlashSaleQueueAdmin(admin.ModelAdmin):
 
 
 @admin.register(QueueRequest)
-class QueueRequestAdmin(admin.ModelAdmin):
+class QueueRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "request_id",
@@ -109,9 +105,4 @@ class QueueRequestAdmin(admin.ModelAdmin):
     search_fields = ("=request_id", "user__username")
     list_select_related = ("user", "product", "order")
     readonly_fields = [f.name for f in QueueRequest._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    admin_allows = ("change",)

@@ -4,24 +4,14 @@ meanwhile does nothing)."""
 
 from django.contrib import admin, messages
 
+from common.admin import ReadOnlyAdminMixin
 from outbox.metrics import outbox_state
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent, RelayCheckpoint
 from outbox.processing import dead_letter_replay
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(ReadOnlyAdmin):
+class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "type", "aggregatetype", "aggregateid", "created_at")
     # A created_at range filter, not `date_hierarchy`: that one needs MySQL's time zone tables
     # (CONVERT_TZ) whenever TIME_ZONE is not UTC, and answered 500 without them.
@@ -36,7 +26,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ProcessedEvent)
-class ProcessedEventAdmin(ReadOnlyAdmin):
+class ProcessedEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("event_id", "consumer", "processed_at")
     list_filter = ("consumer",)
     search_fields = ("=event_id",)
@@ -44,17 +34,17 @@ class ProcessedEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RelayCheckpoint)
-class RelayCheckpointAdmin(ReadOnlyAdmin):
+class RelayCheckpointAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("name", "log_file", "log_pos", "last_event_created_at", "updated_at")
 
 
 @admin.register(FallbackWatermark)
-class FallbackWatermarkAdmin(ReadOnlyAdmin):
+class FallbackWatermarkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("name", "position", "updated_at")
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "consumer",
@@ -70,12 +60,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     search_fields = ("=event_id", "error")
     readonly_fields = [f.name for f in DeadLetter._meta.fields]
     actions = ["replay"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # viewable, not editable; `replay` is the one operation
+    admin_allows = ("delete",)  # viewable, not editable; `replay` is the one operation
 
     @admin.display(description="error")
     def short_error(self, dead: DeadLetter) -> str:

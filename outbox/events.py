@@ -1,7 +1,7 @@
 """One outbox event, whichever way it arrives: a Kafka message in Debezium's outbox event router
 format (from our relay or from Debezium itself), or an outbox row read by the fallback.
 
-The Kafka format (docker/debezium/outbox-connector.json, `../shared/API.md`, "Events on Kafka"):
+The Kafka format (docker/debezium/outbox-connector.json):
 topic `<prefix>.events.<aggregatetype>`, key = aggregateid, value = the payload JSON, headers
 `id` and `eventId` (the row id), `eventType`, `aggregateType`.
 """

@@ -10,7 +10,7 @@ How it keeps its promises:
   in-order list of transactions, and the checkpoint follows the acknowledged prefix (written at most
   every OUTBOX_RELAY_CHECKPOINT_SECONDS when that prefix contains outbox rows, else once a minute:
   the checkpoint write is itself a binlog transaction and must not feed itself).
-- **Position:** binlog file/position with `is_mariadb=False` (STACK-NOTES: with `is_mariadb=True`
+- **Position:** binlog file/position with `is_mariadb=False` (with `is_mariadb=True`
   the library ignores file/position and would replay the oldest binlog); works the same on MySQL.
 - **First start** (no checkpoint): from the current end of the binlog (SHOW MASTER STATUS), saved at
   once. Older rows are not replayed from old binlogs: the fallback task applies any the consumer has

@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings
+
+from tests.support.processes import REPO, manage_command
 
 # Variables that would leak the test run's configuration into the production process.
 INHERITED = {"DJANGO_ENV", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DB_PASSWORD", "DB_TEST_NAME", "DJANGO_SETTINGS_MODULE"}
@@ -36,8 +37,8 @@ def production_env(**overrides: str | None) -> dict[str, str]:
 
 def manage(*args: str, **overrides: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=settings.BASE_DIR,
+        manage_command(*args),
+        cwd=REPO,
         env=production_env(**overrides),
         capture_output=True,
         text=True,
@@ -81,7 +82,7 @@ def test_wsgi_application_refuses_to_load_without_secrets():
     code = "import config.wsgi"
     result = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=settings.BASE_DIR,
+        cwd=REPO,
         env=production_env(DJANGO_SECRET_KEY=None),
         capture_output=True,
         text=True,

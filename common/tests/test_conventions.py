@@ -96,7 +96,7 @@ def test_duplicate_username_is_409_and_changes_nothing(api, user):
     assert User.objects.count() == 1
 
 
-def test_acting_user_rule(rf, user, other_user):
+def test_acting_user_id_is_the_callers_own_and_refuses_anyone_elses(rf, user, other_user):
     from common.auth import acting_user_id
     from common.errors import Forbidden, ValidationFailed
 
@@ -118,7 +118,7 @@ def test_openapi_schema_and_docs_are_served(api):
     assert api.get("/api/docs/").status_code == 200
 
 
-def test_metrics_are_exposed(api):
+def test_metrics_endpoint_exposes_the_http_request_counters(api):
     response = api.get("/metrics")
     assert response.status_code == 200
     assert b"django_http_requests_total" in response.content

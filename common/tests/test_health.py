@@ -1,7 +1,5 @@
 import pytest
 
-from common.tests.throwaway import throwaway_redis
-
 pytestmark = pytest.mark.django_db
 
 
@@ -15,12 +13,10 @@ def test_readyz_is_200_when_everything_answers(api):
     assert set(response.json()["data"]["checks"]) == {"database", "redis", "kafka"}
 
 
-def test_readyz_names_redis_when_redis_is_stopped(api):
-    with throwaway_redis() as redis_server:
-        assert api.get("/readyz").status_code == 200
-        redis_server.terminate()
-        redis_server.wait(timeout=10)
-        response = api.get("/readyz")
+def test_readyz_names_redis_when_redis_is_stopped(api, throwaway_redis):
+    assert api.get("/readyz").status_code == 200
+    throwaway_redis.stop()
+    response = api.get("/readyz")
     assert response.status_code == 503
     assert response["Retry-After"] == "2"
     body = response.json()

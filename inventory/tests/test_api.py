@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from inventory.models import Reservation, Stock
 from shop.models import SalesDaily
-from shop.tests.factories import ProductFactory, UserFactory
+from shop.tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -60,12 +60,6 @@ def test_malformed_id_is_404_route(api, path):
 
 
 @pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def stock():
     product = ProductFactory(name="Blue kettle")
     Stock.objects.create(product=product, quantity=5, reserved_quantity=2)
@@ -90,26 +84,26 @@ def stock():
         "/admin/shop/salesdaily/?q=kettle",
     ],
 )
-def test_admin_lists_search_and_filter(admin_client, stock, path):
-    assert admin_client.get(path).status_code == 200
+def test_stock_admin_list_search_and_filters_render(operator, stock, path):
+    assert operator.get(path).status_code == 200
 
 
-def test_admin_lists_find_what_they_should(admin_client, stock):
-    assert b"Blue kettle" in admin_client.get("/admin/inventory/stock/?availability=low").content
-    assert b"Blue kettle" not in admin_client.get("/admin/inventory/stock/?availability=sold_out").content
+def test_admin_lists_find_what_they_should(operator, stock):
+    assert b"Blue kettle" in operator.get("/admin/inventory/stock/?availability=low").content
+    assert b"Blue kettle" not in operator.get("/admin/inventory/stock/?availability=sold_out").content
 
 
-def test_admin_restock_adds_units_without_touching_reservations(admin_client, stock):
+def test_admin_restock_adds_units_without_touching_reservations(operator, stock):
     Stock.objects.filter(pk=stock.pk).update(reserved_quantity=4)  # a checkout reserved more meanwhile
-    response = admin_client.post(f"/admin/inventory/stock/{stock.pk}/change/", {"add_units": 10})
+    response = operator.post(f"/admin/inventory/stock/{stock.pk}/change/", {"add_units": 10})
     assert response.status_code == 302
     stock.refresh_from_db()
     assert (stock.quantity, stock.reserved_quantity, stock.version) == (15, 4, 1)
 
 
-def test_admin_cannot_add_or_delete_stock_or_change_reservations(admin_client, stock):
+def test_admin_cannot_add_or_delete_stock_or_change_reservations(operator, stock):
     reservation = Reservation.objects.get()
-    assert admin_client.get("/admin/inventory/stock/add/").status_code == 403
-    assert admin_client.post(f"/admin/inventory/stock/{stock.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert admin_client.post(f"/admin/inventory/reservation/{reservation.pk}/change/", {}).status_code == 403
+    assert operator.get("/admin/inventory/stock/add/").status_code == 403
+    assert operator.post(f"/admin/inventory/stock/{stock.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert operator.post(f"/admin/inventory/reservation/{reservation.pk}/change/", {}).status_code == 403
     assert Stock.objects.count() == 1 and Reservation.objects.get().status == "ACTIVE"

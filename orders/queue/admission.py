@@ -94,7 +94,7 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     try:
         produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
     except ProduceFailed as exc:
-        served = _withdraw(request)
+        served = queue_request_withdraw(request)
         if served is None:
             count_answered(request.product_id)
             log.warning("queue: request %s withdrawn, broker did not acknowledge: %s", request.request_id, exc)
@@ -198,7 +198,7 @@ def _message(request: QueueRequest) -> bytes:
     ).encode()
 
 
-def _withdraw(request: QueueRequest) -> QueueRequest | None:
+def queue_request_withdraw(request: QueueRequest) -> QueueRequest | None:
     """Delete a claim the broker did not acknowledge. None if deleted; else the row the consumer answered."""
     deleted, _ = QueueRequest.objects.filter(pk=request.pk, status=QUEUED).delete()
     if deleted:

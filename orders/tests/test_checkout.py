@@ -55,7 +55,7 @@ def test_checkout_with_coupon_holds_it(auth_api, user):
     assert Order.objects.count() == 1 and stock_of(product) == (10, 1)
 
 
-def test_checkout_from_cart_lines(auth_api, user):
+def test_checkout_from_cart_lines_prices_them_and_links_each_order_line(auth_api, user):
     fund(user, 100_000)
     product = make_product(price=4_000)
     from shop.models import Cart

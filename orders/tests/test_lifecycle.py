@@ -20,7 +20,7 @@ def place(user, product, quantity=1, **kwargs):
     return checkout_initiate(user_id=user.pk, direct_items=[LineRequest(product.pk, quantity)], **kwargs)
 
 
-def test_state_machine_map():
+def test_transitions_allow_only_the_order_lifecycle():
     assert can_transition("PENDING_PAYMENT", "PAID")
     assert can_transition("PAID", "CONFIRMED") and can_transition("CONFIRMED", "CANCELLED")
     assert not can_transition("EXPIRED", "PAID") and not can_transition("PAID", "EXPIRED")

@@ -8,25 +8,11 @@ from django.test import Client
 from orders.models import FlashSaleControl, QueueRequest
 from orders.queue.admission import queue_request_enqueue
 from orders.tests.helpers import make_product
-from orders.tests.queue_support import bulk_users, flash_product, isolated_queue_topic, topic_messages
-from shop.tests.factories import UserFactory
+from orders.tests.queue_support import bulk_users, flash_product, topic_messages
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("queue_topic")]
 
 CHANGELIST = "/admin/orders/flashsaleproduct/"
-
-
-@pytest.fixture(autouse=True)
-def queue_topic():
-    with isolated_queue_topic() as prefix:
-        yield prefix
-
-
-@pytest.fixture
-def operator() -> Client:
-    client = Client()
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
 
 
 def act(operator: Client, action: str, *products) -> None:

@@ -21,26 +21,14 @@ from orders.models import QueueRequest
 from orders.queue.keys import queue_key
 from orders.sse import sse_token_issue
 from orders.tests.helpers import make_product
-from orders.tests.queue_support import (
-    events_of,
-    flash_product,
-    free_port,
-    isolated_queue_topic,
-    tansu_process,
-    topic_messages,
-    wait_for_port,
-)
+from orders.tests.queue_support import enqueue_all, events_of, flash_product, topic_messages
 from shop.tests.factories import UserFactory
+from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import tansu_command
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("queue_topic")]
 
 URL = "/api/v1/checkout/queue"
-
-
-@pytest.fixture(autouse=True)
-def queue_topic():
-    with isolated_queue_topic() as prefix:
-        yield prefix
 
 
 def test_enqueue_answers_202_with_position_records_the_claim_and_publishes_it(auth_api, user):
@@ -126,7 +114,7 @@ def test_bad_requests_are_refused_and_record_nothing(auth_api, body, status, cod
     assert QueueRequest.objects.count() == 0
 
 
-def test_product_rules_and_identity(api, auth_api, user):
+def test_queueing_refuses_other_products_other_users_no_token_and_malformed_bodies(api, auth_api, user):
     normal, flash = make_product(stock=5), flash_product(stock=5)
     inactive = flash_product(stock=5)
     inactive.status = "INACTIVE"
@@ -155,11 +143,11 @@ def test_a_product_flagged_sold_out_is_refused_at_once_and_the_flag_expires(auth
     assert auth_api.post(URL, {"productId": product.pk}, format="json").status_code == 202
 
 
-def test_broker_stopped_answers_503_and_records_nothing(auth_api, user):
+def test_broker_stopped_answers_503_and_records_nothing(auth_api, user, children):
     """A throw-away broker of our own, stopped for real (the shared one is never touched)."""
     product = flash_product(stock=5)
     port = free_port()
-    broker = tansu_process(port)
+    broker = children.start("tansu", tansu_command(port))
     try:
         wait_for_port(port)
         with override_settings(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}"):
@@ -264,25 +252,9 @@ def test_sse_token_needs_authentication(api):
 
 def test_concurrent_requests_of_one_user_leave_exactly_one_live_request(user):
     """The database's unique (user, product, live) key decides, not a read-then-write check."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from django.db import connection
-
-    from common.errors import DomainError
-    from orders.queue.admission import queue_request_enqueue
-
     product = flash_product(stock=5)
 
-    def attempt(_):
-        try:
-            return str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
-        except DomainError as exc:
-            return exc.code
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        results = list(pool.map(attempt, range(12)))
+    results = enqueue_all([user] * 12, product, threads=12)
 
     queued = [r for r in results if r != "ALREADY_QUEUED"]
     assert len(queued) == 1 and results.count("ALREADY_QUEUED") == 11
@@ -290,18 +262,14 @@ def test_concurrent_requests_of_one_user_leave_exactly_one_live_request(user):
     assert len(topic_messages(expected=2, timeout=3)) == 1  # and only one message was published
 
 
-def test_redis_down_answers_503_and_records_nothing(auth_api):
+def test_redis_down_answers_503_and_records_nothing(auth_api, throwaway_redis):
     """The queue needs Redis (positions, sold-out flags): a real Redis of our own, stopped."""
-    from common.tests.throwaway import throwaway_redis
-
     product = flash_product(stock=5)
-    with throwaway_redis() as redis_server:
-        assert auth_api.post(URL, {"productId": product.pk}, format="json").status_code == 202
-        QueueRequest.objects.update(status="FAILED", live=None, error_code="SOLD_OUT")
-        redis_server.terminate()
-        redis_server.wait(10)
+    assert auth_api.post(URL, {"productId": product.pk}, format="json").status_code == 202
+    QueueRequest.objects.update(status="FAILED", live=None, error_code="SOLD_OUT")
+    throwaway_redis.stop()
 
-        refused = auth_api.post(URL, {"productId": product.pk}, format="json")
+    refused = auth_api.post(URL, {"productId": product.pk}, format="json")
 
     assert refused.status_code == 503, refused.json()
     assert refused.json()["errorCode"] == "CACHE_UNAVAILABLE" and refused["Retry-After"]

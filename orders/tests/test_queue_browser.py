@@ -9,24 +9,17 @@ the stream by a real uvicorn child process, the answers by a real `run_consumer 
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 from django.test import override_settings
 
 from orders.models import QueueRequest
 from orders.queue.admission import queue_request_enqueue
-from orders.tests.queue_support import (
-    Child,
-    bulk_users,
-    child_env,
-    consumer_process,
-    flash_product,
-    free_port,
-    isolated_queue_topic,
-    wait_for_port,
-    wait_until,
-)
+from orders.sse import sse_token_issue
+from orders.tests.queue_support import bulk_users, flash_product
+from tests.support.processes import child_env, start_sse_server
+from tests.support.sse import wait_for_live_delivery
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -56,42 +49,23 @@ def browser():
 
 
 @pytest.fixture
-def stack(live_server):
+def stack(live_server, checkout_consumer, children):
     """The SSE process (allowing the live server's origin) and the consumer, on our own topic. Request it
     before `browser`, so the browser closes its stream before uvicorn shuts down."""
-    with isolated_queue_topic():
-        port = free_port()
-        sse = Child(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "config.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            child_env(SSE_ALLOWED_ORIGINS=live_server.url),
-            "sse",
-        )
-        consumer = consumer_process(child_env())
-        try:
-            wait_for_port(port, timeout=20)
-            # one request answered end to end: the consumer is up and assigned before the browser buys
-            warm_up = queue_request_enqueue(user_id=bulk_users(1)[0].pk, product_id=flash_product(stock=1).pk)
-            wait_until(
-                lambda: QueueRequest.objects.filter(pk=warm_up.request.pk, status="COMPLETED").exists(),
-                timeout=60,
-                what=f"the consumer; its log:\n{consumer.tail()}",
-            )
-            with override_settings(SSE_PUBLIC_URL=f"http://127.0.0.1:{port}"):
-                yield live_server.url
-        finally:
-            consumer.stop()
-            sse.stop()
+    port = start_sse_server(children, child_env(SSE_ALLOWED_ORIGINS=live_server.url))
+    consumer = checkout_consumer()
+    warm_user = bulk_users(1)[0]
+    wait_for_live_delivery(port, warm_user.pk, sse_token_issue(user_id=warm_user.pk))
+    # one request answered end to end: the consumer is up and assigned before the browser buys
+    warm_up = queue_request_enqueue(user_id=warm_user.pk, product_id=flash_product(stock=1).pk)
+    wait_until(
+        lambda: QueueRequest.objects.filter(pk=warm_up.request.pk, status="COMPLETED").exists(),
+        timeout=60,
+        what="the consumer",
+        details=consumer.tail,
+    )
+    with override_settings(SSE_PUBLIC_URL=f"http://127.0.0.1:{port}"):
+        yield live_server.url
 
 
 def test_a_shopper_buys_and_sees_the_live_result_then_the_next_one_is_told_sold_out(stack, browser):

@@ -3,7 +3,6 @@ SSE server (uvicorn) as children, the real broker, database and Redis. Marked sl
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,64 +10,18 @@ import pytest
 from django.db import connection
 from django_eventstream.models import Event
 
-from common.errors import DomainError
 from common.sse import user_channel
 from inventory.models import Reservation
 from orders.models import Order, QueueRequest
 from orders.queue.admission import queue_request_enqueue
 from orders.sse import sse_token_issue
 from orders.tests.helpers import stock_of
-from orders.tests.queue_support import (
-    Child,
-    answered,
-    bulk_users,
-    child_env,
-    consumer_process,
-    flash_product,
-    free_port,
-    isolated_queue_topic,
-    wait_for_port,
-    wait_until,
-)
-from tests.sse_client import Stream
+from orders.tests.queue_support import answered, bulk_users, enqueue_all, flash_product
+from tests.support.processes import child_env, start_sse_server
+from tests.support.sse import Stream, wait_for_live_delivery
+from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-def queue_topic():
-    with isolated_queue_topic() as prefix:
-        yield prefix
-
-
-@pytest.fixture
-def consumer():
-    """Start (and restart) the checkout consumer as a child process; always stopped at the end."""
-    env = child_env()
-    children: list[Child] = []
-
-    def start() -> Child:
-        children.append(consumer_process(env))
-        return children[-1]
-
-    yield start
-    for child in children:
-        child.stop()
-
-
-def enqueue_all(users, product, *, threads: int = 16) -> list[str]:
-    """Enqueue one request per user from a thread pool: the request id, or the refusal's error code."""
-
-    def one(user) -> str:
-        try:
-            return str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
-        except DomainError as exc:
-            return exc.code
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(one, users))
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("queue_topic")]
 
 
 def assert_each_request_answered_once(users) -> None:
@@ -87,15 +40,15 @@ def assert_each_request_answered_once(users) -> None:
     assert counts == expected
 
 
-def test_1000_requests_for_100_units_make_exactly_100_orders_and_answer_everyone(consumer):
+def test_1000_requests_for_100_units_make_exactly_100_orders_and_answer_everyone(checkout_consumer):
     product = flash_product(stock=100)
     users = bulk_users(1000)
 
     # all queued before the consumer answers: once the stock is gone the sold-out flag would refuse the
     # rest at admission (409 SOLD_OUT without queueing), which is the point of the flag
     ids = enqueue_all(users, product)
-    child = consumer()
-    wait_until(lambda: answered() == 1000, timeout=60, what=f"all answers; consumer log:\n{child.tail()}")
+    child = checkout_consumer()
+    wait_until(lambda: answered() == 1000, timeout=60, what="all answers", details=child.tail)
 
     assert len(set(ids)) == 1000
     assert QueueRequest.objects.filter(status="COMPLETED").count() == 100
@@ -106,22 +59,22 @@ def test_1000_requests_for_100_units_make_exactly_100_orders_and_answer_everyone
     assert_each_request_answered_once(users)
 
 
-def test_a_consumer_killed_mid_stream_and_restarted_still_makes_exactly_100_orders(consumer):
+def test_a_consumer_killed_mid_stream_and_restarted_still_makes_exactly_100_orders(checkout_consumer):
     product = flash_product(stock=100)
     users = bulk_users(1000)
-    first = consumer()
+    first = checkout_consumer()
     enqueue_all(users[:40], product)
-    wait_until(lambda: answered() == 40, timeout=30, what=f"the first wave; log:\n{first.tail()}")
+    wait_until(lambda: answered() == 40, timeout=30, what="the first wave", details=first.tail)
 
     with ThreadPoolExecutor(max_workers=1) as background:
         rest = background.submit(enqueue_all, users[40:], product, threads=2)  # arrives while it answers
-        wait_until(lambda: answered() >= 50, timeout=30, what="the consumer to be mid-stream", step=0.005)
+        wait_until(lambda: answered() >= 50, timeout=30, what="the consumer to be mid-stream", interval=0.005)
         first.kill()  # SIGKILL: no clean shutdown, no offset commit, no leaving the group
         at_kill = answered()
         outcomes = rest.result(60)
-    second = consumer()  # the same group: it resumes from the last committed offsets, replaying the rest
+    second = checkout_consumer()  # the same group: it resumes from the last committed offsets, replaying the rest
     queued = QueueRequest.objects.count()
-    wait_until(lambda: answered() == queued, timeout=60, what=f"all answers after the restart:\n{second.tail()}")
+    wait_until(lambda: answered() == queued, timeout=60, what="all answers after the restart", details=second.tail)
 
     # Requests that arrived after the stock ran out (before the kill) were refused at admission by the
     # sold-out flag: answered at once, never queued. Every other one was queued and answered exactly once.
@@ -140,73 +93,52 @@ def test_a_consumer_killed_mid_stream_and_restarted_still_makes_exactly_100_orde
 # --- SSE over ASGI ----------------------------------------------------------------------------------
 
 
-def test_sse_over_asgi_delivers_events_from_other_processes_and_replays_after_reconnect(consumer):
+def test_sse_over_asgi_delivers_events_from_other_processes_and_replays_after_reconnect(checkout_consumer, children):
     product, second = flash_product(stock=10), flash_product(stock=10)
-    user, stranger = bulk_users(2)
-    consumer()
-    port = free_port()
-    sse = Child(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        child_env(SSE_ALLOWED_ORIGINS="http://shop.example"),
-        "sse",
-    )
-    try:
-        wait_for_port(port, timeout=20)
-        token = sse_token_issue(user_id=user.pk)
-        path = f"/api/sse/subscribe/{user.pk}?token={token}"
+    user, stranger, warm = bulk_users(3)
+    checkout_consumer()
+    port = start_sse_server(children, child_env(SSE_ALLOWED_ORIGINS="http://shop.example"))
+    wait_for_live_delivery(port, warm.pk, sse_token_issue(user_id=warm.pk))
+    token = sse_token_issue(user_id=user.pk)
+    path = f"/api/sse/subscribe/{user.pk}?token={token}"
 
-        refused = Stream(port, f"/api/sse/subscribe/{stranger.pk}?token={token}")
-        assert refused.response.status == 403
-        refused.close()
-        assert Stream(port, f"/api/sse/subscribe/{user.pk}?token=forged").response.status == 401
+    refused = Stream(port, f"/api/sse/subscribe/{stranger.pk}?token={token}")
+    assert refused.response.status == 403
+    refused.close()
+    assert Stream(port, f"/api/sse/subscribe/{user.pk}?token=forged").response.status == 401
 
-        stream = Stream(port, path, {"Origin": "http://shop.example"})
-        assert stream.response.status == 200
-        assert stream.response.getheader("Content-Type").startswith("text/event-stream")
-        assert stream.response.getheader("Access-Control-Allow-Origin") == "http://shop.example"
-        stream.until("stream-open")
+    stream = Stream(port, path, {"Origin": "http://shop.example"})
+    assert stream.response.status == 200
+    assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+    assert stream.response.getheader("Access-Control-Allow-Origin") == "http://shop.example"
+    stream.until("stream-open")
 
-        # checkout-queued comes from this (web) process, checkout-completed from the consumer process
-        first = str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
-        _, queued = stream.until("checkout-queued", first)
-        last_id, done = stream.until("checkout-completed", first)
-        assert queued["queuePosition"] == 1 and done["status"] == "COMPLETED" and done["orderNumber"]
-        assert last_id.startswith(f"{user_channel(user.pk)}:")
-        stream.close()
+    # checkout-queued comes from this (web) process, checkout-completed from the consumer process
+    first = str(queue_request_enqueue(user_id=user.pk, product_id=product.pk).request.request_id)
+    _, queued = stream.until("checkout-queued", first)
+    last_id, done = stream.until("checkout-completed", first)
+    assert queued["queuePosition"] == 1 and done["status"] == "COMPLETED" and done["orderNumber"]
+    assert last_id.startswith(f"{user_channel(user.pk)}:")
+    stream.close()
 
-        # missed while disconnected ...
-        missed = str(queue_request_enqueue(user_id=user.pk, product_id=second.pk).request.request_id)
-        wait_until(lambda: answered() == 2, timeout=20, what="the second answer")
+    # missed while disconnected ...
+    missed = str(queue_request_enqueue(user_id=user.pk, product_id=second.pk).request.request_id)
+    wait_until(lambda: answered() == 2, timeout=20, what="the second answer")
 
-        # ... and replayed on reconnect with Last-Event-ID, in order
-        again = Stream(port, path, {"Last-Event-ID": last_id})
-        assert again.response.status == 200
-        _, replayed_queued = again.until("checkout-queued", missed)
-        _, replayed_done = again.until("checkout-completed", missed)
-        assert replayed_queued["productId"] == replayed_done["productId"] == second.pk
-        again.close()
-    finally:
-        sse.stop()
+    # ... and replayed on reconnect with Last-Event-ID, in order
+    again = Stream(port, path, {"Last-Event-ID": last_id})
+    assert again.response.status == 200
+    _, replayed_queued = again.until("checkout-queued", missed)
+    _, replayed_done = again.until("checkout-completed", missed)
+    assert replayed_queued["productId"] == replayed_done["productId"] == second.pk
+    again.close()
 
 
-def test_open_streams_hold_no_database_connection():
+def test_open_streams_hold_no_database_connection(children):
     """Each stream's reads run in a thread of its own under ASGI: without `common.sse.StreamStorage`
     every open stream kept a MariaDB connection (200 streams -> 200 connections, measured)."""
     users = bulk_users(25)
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-    sse = Child([*command, "--log-level", "warning"], child_env(), "sse")
+    port = start_sse_server(children, child_env())
 
     def connections() -> int:
         with connection.cursor() as cursor:
@@ -217,7 +149,6 @@ def test_open_streams_hold_no_database_connection():
 
     streams = []
     try:
-        wait_for_port(port, timeout=20)
         warm = Stream(port, f"/api/sse/subscribe/{users[0].pk}?token={sse_token_issue(user_id=users[0].pk)}")
         warm.until("stream-open")
         before = connections()
@@ -231,4 +162,3 @@ def test_open_streams_hold_no_database_connection():
     finally:
         for stream in streams:
             stream.close()
-        sse.stop()

@@ -17,19 +17,14 @@ from django.utils import timezone
 from common.models import IdempotencyKey
 from inventory.models import Stock
 from orders.models import Order, QueueRequest
+from orders.queue.keys import QUEUE_TOPIC
 from orders.tests.helpers import fund
-from orders.tests.queue_support import answered, drain, flash_product, isolated_queue_topic, topic_messages
+from orders.tests.queue_support import answered, drain, flash_product, topic_messages
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("queue_topic")]
 
 URL = "/api/v1/checkout/queue"
 KEY = "retry-after-crash-1"
-
-
-@pytest.fixture(autouse=True)
-def queue_topic():
-    with isolated_queue_topic() as prefix:
-        yield prefix
 
 
 def worker_died_before_answering(key: str) -> None:
@@ -66,11 +61,12 @@ def test_a_retry_after_the_request_was_answered_names_it_and_queues_nothing_more
     assert queue(auth_api, product)["Idempotent-Replayed"] == "true"  # from now on the stored answer
 
 
-def test_a_retry_after_the_request_was_stored_but_never_published_publishes_it_once(auth_api, user):
+def test_a_retry_after_the_request_was_stored_but_never_published_publishes_it_once(auth_api, user, private_kafka):
     product = flash_product(stock=5)
     fund(user, 1_000_000)
-    with isolated_queue_topic():  # the first attempt's message goes where no consumer reads: never produced
-        first = queue(auth_api, product)
+    private_kafka(QUEUE_TOPIC)  # the first attempt's message goes where no consumer reads: never produced
+    first = queue(auth_api, product)
+    private_kafka(QUEUE_TOPIC)  # the topic the retry publishes to and the consumer reads
     assert first.status_code == 202, first.json()
     worker_died_before_answering(KEY)
     request_id = first.json()["data"]["requestId"]

@@ -1,7 +1,19 @@
+from collections.abc import Iterator
+
 import pytest
 
 from outbox.handlers import HANDLERS, Handler
-from outbox.tests.processes import outbox_processes  # noqa: F401 - a fixture for this package
+from outbox.tests.processes import EVENT_TOPICS, OutboxProcesses
+
+
+@pytest.fixture
+def outbox_processes(transactional_db, private_kafka, tmp_path) -> Iterator[OutboxProcesses]:
+    """The outbox's real processes for this test, on its own topics (see outbox/tests/processes.py)."""
+    processes = OutboxProcesses(prefix=private_kafka(*EVENT_TOPICS), log_dir=tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
 
 
 @pytest.fixture

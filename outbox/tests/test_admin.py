@@ -13,12 +13,6 @@ from shop.tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client_(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
 def a_dead_letter(name: str, **fields) -> DeadLetter:
     event_id = str(uuid.uuid4())
     return DeadLetter.objects.create(
@@ -45,38 +39,38 @@ def replay(client, *dead_letters):
     )
 
 
-def test_dead_letters_are_listed(admin_client_):
+def test_dead_letters_are_listed(operator):
     dead = a_dead_letter("x")
-    response = admin_client_.get(reverse("admin:outbox_deadletter_changelist"))
+    response = operator.get(reverse("admin:outbox_deadletter_changelist"))
     assert response.status_code == 200
     assert dead.event_id in response.content.decode()
-    assert admin_client_.get(reverse("admin:outbox_deadletter_change", args=[dead.pk])).status_code == 200
+    assert operator.get(reverse("admin:outbox_deadletter_change", args=[dead.pk])).status_code == 200
 
 
-def test_replay_applies_once_and_marks_the_letter(admin_client_, register_handler):
+def test_replay_applies_once_and_marks_the_letter(operator, register_handler):
     register_handler("TestCreated", lambda e: Category.objects.create(name=e.payload["name"]))
     dead = a_dead_letter("replayed")
 
-    response = replay(admin_client_, dead)
+    response = replay(operator, dead)
     assert "1 applied now, 0 had been applied already" in response.content.decode()
     dead.refresh_from_db()
     assert dead.replayed_at is not None
     assert list(Category.objects.values_list("name", flat=True)) == ["replayed"]
 
-    response = replay(admin_client_, dead)  # again: the inbox has it
+    response = replay(operator, dead)  # again: the inbox has it
     assert "0 applied now, 1 had been applied already" in response.content.decode()
     assert Category.objects.count() == 1
     assert ProcessedEvent.objects.filter(event_id=dead.event_id).count() == 1
 
 
-def test_a_replay_that_fails_again_is_reported_and_counted(admin_client_, register_handler):
+def test_a_replay_that_fails_again_is_reported_and_counted(operator, register_handler):
     def still_broken(event):
         raise RuntimeError("still broken")
 
     register_handler("TestCreated", still_broken)
     dead = a_dead_letter("x")
 
-    response = replay(admin_client_, dead)
+    response = replay(operator, dead)
 
     assert "RuntimeError: still broken" in response.content.decode()
     dead.refresh_from_db()
@@ -100,7 +94,7 @@ def test_staff_without_the_permission_cannot_replay(client, register_handler):
     assert dead.replayed_at is None
 
 
-def test_the_event_list_shows_the_pipeline_lag_and_the_waiting_dead_letters(admin_client_):
+def test_the_event_list_shows_the_pipeline_lag_and_the_waiting_dead_letters(operator):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -112,7 +106,7 @@ def test_the_event_list_shows_the_pipeline_lag_and_the_waiting_dead_letters(admi
     event = OutboxEvent.objects.create(aggregatetype="test", aggregateid="1", type="TestCreated", payload={})
     OutboxEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(seconds=120))
 
-    page = admin_client_.get(reverse("admin:outbox_outboxevent_changelist")).content.decode()
+    page = operator.get(reverse("admin:outbox_outboxevent_changelist")).content.decode()
 
     assert "Dead letters waiting: <strong>1</strong>" in page
     age = float(page.split("oldest unapplied event <strong>")[1].split(" s</strong>")[0])

@@ -10,30 +10,27 @@ from django.conf import settings as django_settings
 from django.db import transaction
 from django_eventstream.models import Event as SseEvent
 
-from common.kafka import ConsumerRunner
+from common.kafka import ConsumerRunner, ensure_topics
 from outbox.consumers import outbox_consumer_spec
 from outbox.events import Event, dead_letter_topic, event_from_row, outbox_message
 from outbox.models import DeadLetter, OutboxEvent, ProcessedEvent
 from outbox.notify import stop_background_notifications
 from outbox.processing import outbox_fallback_run
 from outbox.services import outbox_enqueue
-from outbox.tests.processes import EVENT_TOPICS, ensure_topics, read_messages
-from outbox.tests.test_processing import sse_data
+from outbox.tests.processes import EVENT_TOPICS
 from shop.models import Category
+from tests.support.kafka import FAST_GROUP, read_topic
+from tests.support.sse import stored_payload
 
 
 @pytest.fixture
-def kafka_prefix(settings):
+def kafka_prefix(private_kafka) -> str:
     """Topics and group of this test only."""
-    prefix = f"{settings.KAFKA_GROUP_PREFIX}_{uuid.uuid4().hex[:10]}"
-    settings.KAFKA_TOPIC_PREFIX = prefix
-    settings.KAFKA_GROUP_PREFIX = prefix
-    ensure_topics([f"{prefix}.{name}" for name in EVENT_TOPICS])
-    return prefix
+    return private_kafka(*EVENT_TOPICS)
 
 
 def run_consumer(*, seconds: float = 30, idle: float = 2.0) -> None:
-    runner = ConsumerRunner(outbox_consumer_spec(), **{"session.timeout.ms": 2000, "heartbeat.interval.ms": 500})
+    runner = ConsumerRunner(outbox_consumer_spec(), **FAST_GROUP)
     try:
         runner.run(idle_timeout=idle, max_seconds=seconds)
     finally:
@@ -92,7 +89,7 @@ def relay_message(row: OutboxEvent) -> tuple[str, bytes, bytes, list]:
 
 def coupon_sse(user_id: int) -> list[dict]:
     rows = SseEvent.objects.filter(channel=f"user-{user_id}", type="coupon-issued").order_by("id")
-    return [sse_data(row) for row in rows]
+    return [stored_payload(row.data) for row in rows]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -151,7 +148,7 @@ def test_a_message_that_keeps_failing_becomes_a_dead_letter_and_the_rest_goes_on
     assert json.loads(dead.payload) == {"name": "poison"} and dead.key == "same-key"
     assert dead.headers["eventType"] == "TestCreated" and dead.replayed_at is None
 
-    copies = read_messages(dead_letter_topic(), expect=1)
+    copies = read_topic(dead_letter_topic(), expect=1)
     assert len(copies) == 1 and json.loads(copies[0].value()) == {"name": "poison"}
     headers = dict(copies[0].headers())
     assert headers["dlqAttempts"] == b"5" and headers["dlqTopic"] == topic_name.encode()

@@ -14,11 +14,12 @@ from orders.models import Order
 from orders.services import LineRequest, checkout_initiate
 from orders.tests.helpers import fund, make_product
 from outbox.models import OutboxEvent, ProcessedEvent
-from outbox.tests.processes import read_messages, wait_until
-from outbox.tests.test_relay import percentiles, start_both
+from outbox.tests.processes import percentiles, start_both
 from payments.services import payment_process
 from shop.models import SalesDaily
 from shop.tests.factories import UserFactory
+from tests.support.kafka import read_topic
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -66,8 +67,8 @@ def test_every_paid_order_is_confirmed_once_with_its_follow_up_effects(outbox_pr
     wait_until(
         lambda: Order.objects.filter(pk__in=ids, status="CONFIRMED").count() == ORDERS,
         timeout=90,
-        interval=0.1,
-        message=f"{ORDERS} orders CONFIRMED\n{outbox_processes.logs()}",
+        what=f"{ORDERS} orders CONFIRMED",
+        details=outbox_processes.logs,
     )
 
     confirmed_at = dict(Order.objects.filter(pk__in=ids).values_list("pk", "confirmed_at"))
@@ -83,9 +84,9 @@ def test_every_paid_order_is_confirmed_once_with_its_follow_up_effects(outbox_pr
     wait_until(  # the data-platform message leaves after the effects' commit
         lambda: ProcessedEvent.objects.filter(consumer="outbox.data-platform").count() == ORDERS,
         timeout=30,
-        message="every data-platform message recorded",
+        what="every data-platform message recorded",
     )
-    feed = read_messages(outbox_processes.topic("data-platform"), expect=ORDERS)
+    feed = read_topic(outbox_processes.topic("data-platform"), expect=ORDERS)
     assert Counter(int(m.key()) for m in feed) == Counter(ids)  # one message per paid order
     # Reported, not asserted tightly (the goal is p95 < 1 s at 500/s; this machine is shared): a stall fails.
     assert latency.p95 < 15.0

@@ -1,7 +1,6 @@
 """The real handlers over the real domain services: what each event does, once."""
 
 import json
-import uuid
 
 import pytest
 from django.utils import timezone
@@ -13,22 +12,19 @@ from orders.tests.helpers import fund, make_product
 from outbox.events import event_from_row
 from outbox.models import OutboxEvent, ProcessedEvent
 from outbox.processing import event_apply
-from outbox.tests.processes import ensure_topics, read_messages
-from outbox.tests.test_processing import sse_data
 from payments.models import Payment
 from payments.services import payment_process
 from shop.models import CartItem, SalesDaily
 from shop.services.cart import cart_item_set
+from tests.support.kafka import read_topic
+from tests.support.sse import stored_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def feed_topic(settings):
-    settings.KAFKA_TOPIC_PREFIX = f"{settings.KAFKA_GROUP_PREFIX}_{uuid.uuid4().hex[:10]}"
-    name = f"{settings.KAFKA_TOPIC_PREFIX}.data-platform"
-    ensure_topics([name])
-    return name
+def feed_topic(private_kafka) -> str:
+    return f"{private_kafka('data-platform')}.data-platform"
 
 
 def apply_outbox(event_type: str, *, times: int = 1) -> None:
@@ -38,7 +34,8 @@ def apply_outbox(event_type: str, *, times: int = 1) -> None:
 
 
 def sse(user, event_type: str) -> list[dict]:
-    return [sse_data(e) for e in SseEvent.objects.filter(channel=f"user-{user.pk}", type=event_type).order_by("id")]
+    rows = SseEvent.objects.filter(channel=f"user-{user.pk}", type=event_type).order_by("id")
+    return [stored_payload(row.data) for row in rows]
 
 
 def sold(product) -> int:
@@ -70,7 +67,7 @@ def test_payment_completed_confirms_counts_sales_cleans_the_cart_notifies_and_fe
         {"orderId": order.pk, "paymentId": payment_id, "amount": 10_000, "status": "CONFIRMED"}
     ]
 
-    feed = read_messages(feed_topic, expect=1)
+    feed = read_topic(feed_topic, expect=1)
     assert len(feed) == 1
     body = json.loads(feed[0].value())
     assert feed[0].key() == str(order.pk).encode()

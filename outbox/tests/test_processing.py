@@ -13,8 +13,9 @@ from outbox.handlers import Publication
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
 from outbox.processing import WATERMARK_NAME, event_apply, inbox_purge_run, outbox_fallback_run, outbox_purge_run
 from outbox.services import outbox_enqueue
-from outbox.tests.processes import ensure_topics, read_messages
 from shop.models import Category
+from tests.support.kafka import read_topic
+from tests.support.sse import stored_payload
 
 
 def an_event(event_type: str = "TestCreated", **payload) -> Event:
@@ -80,20 +81,12 @@ def test_coupon_issued_pushes_sse_after_commit():
     event_apply(event, source="test")
 
     pushed = SseEvent.objects.filter(channel="user-4242", type="coupon-issued")
-    assert [sse_data(e) for e in pushed] == [{"userCouponId": 11, "couponId": 3}]
-
-
-def sse_data(sse_event) -> dict:
-    data = json.loads(sse_event.data)
-    return json.loads(data) if isinstance(data, str) else data
+    assert [stored_payload(e.data) for e in pushed] == [{"userCouponId": 11, "couponId": 3}]
 
 
 @pytest.fixture
-def publication_topic(settings):
-    settings.KAFKA_TOPIC_PREFIX = f"{settings.KAFKA_GROUP_PREFIX}_{uuid.uuid4().hex[:10]}"
-    name = f"{settings.KAFKA_TOPIC_PREFIX}.test-feed"
-    ensure_topics([name])
-    return name
+def publication_topic(private_kafka) -> str:
+    return f"{private_kafka('test-feed')}.test-feed"
 
 
 @pytest.mark.django_db
@@ -117,7 +110,7 @@ def test_a_publication_is_sent_once_and_retried_until_sent(register_handler, pub
     target["topic"] = publication_topic
     assert event_apply(event, source="test") is False  # effect: duplicate; publication: sent now
     assert event_apply(event, source="test") is False  # and not again
-    messages = read_messages(publication_topic, expect=1)
+    messages = read_topic(publication_topic, expect=1)
     assert [json.loads(m.value()) for m in messages] == [{"name": "one"}]
     assert Category.objects.count() == 1
     assert ProcessedEvent.objects.filter(consumer="outbox.test-feed", event_id=event.id).count() == 1
@@ -197,7 +190,7 @@ def test_fallback_sends_a_publication_that_was_not_recorded(register_handler, pu
     report = outbox_fallback_run()
 
     assert report.duplicates == 1 and Category.objects.count() == 0  # the effect is not repeated
-    assert [json.loads(m.value()) for m in read_messages(publication_topic, expect=1)] == [{"name": "x"}]
+    assert [json.loads(m.value()) for m in read_topic(publication_topic, expect=1)] == [{"name": "x"}]
     assert outbox_fallback_run().duplicates == 0
 
 

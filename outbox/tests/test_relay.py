@@ -7,11 +7,8 @@ event, carrying its `userCouponId`, written by the consumer after its inbox tran
 
 from __future__ import annotations
 
-import statistics
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 from django.db import connection, transaction
@@ -20,85 +17,12 @@ from django_eventstream.models import Event as SseEvent
 from outbox.models import OutboxEvent, ProcessedEvent, RelayCheckpoint
 from outbox.services import outbox_enqueue
 from outbox.tasks import outbox_fallback
-from outbox.tests.processes import OutboxProcesses, read_messages, wait_until
-from outbox.tests.test_processing import sse_data
+from outbox.tests.processes import OutboxProcesses, Writer, applied, percentiles, start_both, wait_applied
+from tests.support.kafka import read_topic
+from tests.support.sse import stored_payload
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-USERS = 50  # SSE channels user-930000..930049 (no user rows needed), as with real traffic
-
-
-@dataclass
-class Writer:
-    """Commits CouponIssued events, one transaction each, at `rate` per second over `threads`."""
-
-    count: int
-    rate: float
-    threads: int = 2
-    first: int = 1
-    committed_at: dict[int, float] = field(default_factory=dict)
-    errors: list[BaseException] = field(default_factory=list)
-
-    def run(self) -> None:
-        workers = [threading.Thread(target=self._write, args=(n,)) for n in range(self.threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert not self.errors, self.errors
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run)
-        thread.start()
-        return thread
-
-    def _write(self, lane: int) -> None:
-        try:
-            interval = self.threads / self.rate
-            started = time.monotonic()
-            for k, n in enumerate(range(self.first + lane, self.first + self.count, self.threads)):
-                delay = started + k * interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                self._commit(n)
-                self.committed_at[n] = time.time()
-        except BaseException as exc:  # noqa: BLE001 - reported by run()
-            self.errors.append(exc)
-        finally:
-            connection.close()
-
-    def _commit(self, n: int) -> None:
-        with transaction.atomic():
-            outbox_enqueue(
-                aggregate_type="coupon",
-                aggregate_id=n % 7,
-                event_type="CouponIssued",
-                payload={"userCouponId": n, "couponId": n % 7, "userId": 930_000 + n % USERS},
-            )
-
-    @property
-    def numbers(self) -> set[int]:
-        return set(range(self.first, self.first + self.count))
-
-
-def applied() -> Counter:
-    """userCouponId -> how many times its effect happened."""
-    rows = SseEvent.objects.filter(channel__startswith="user-930", type="coupon-issued")
-    return Counter(sse_data(row)["userCouponId"] for row in rows)
-
-
-def wait_applied(numbers: set[int], processes: OutboxProcesses, *, timeout: float = 60.0) -> Counter:
-    deadline = time.monotonic() + timeout
-    while not numbers <= set(seen := applied()):
-        if time.monotonic() > deadline:
-            missing = sorted(numbers - set(seen))
-            pytest.fail(
-                f"{len(missing)} of {len(numbers)} events not applied after {timeout} s, e.g. {missing[:10]}"
-                f"\n{processes.logs()}"
-            )
-        time.sleep(0.2)
-    time.sleep(1.0)  # anything applied twice would show up by now
-    return applied()
 
 
 def assert_exactly_once(counts: Counter, numbers: set[int], processes: OutboxProcesses) -> None:
@@ -106,15 +30,6 @@ def assert_exactly_once(counts: Counter, numbers: set[int], processes: OutboxPro
     assert not twice, f"applied more than once: {twice}\n{processes.logs()}"
     assert set(counts) == numbers, f"missing: {sorted(numbers - set(counts))[:20]}\n{processes.logs()}"
     assert ProcessedEvent.objects.filter(consumer="outbox").count() == len(numbers) + 1  # + the warm-up event
-
-
-def start_both(processes: OutboxProcesses) -> None:
-    processes.start_consumer()
-    processes.start_relay()
-    processes.wait_relay_active()
-    warm = Writer(count=1, rate=100, threads=1, first=0)  # first message: consumer assigned and running
-    warm.run()
-    wait_applied({0}, processes, timeout=30)
 
 
 def test_events_are_applied_exactly_once_with_commit_to_applied_latency(outbox_processes, capsys):
@@ -133,7 +48,7 @@ def test_events_are_applied_exactly_once_with_commit_to_applied_latency(outbox_p
         for event_id, at in ProcessedEvent.objects.filter(consumer="outbox").values_list("event_id", "processed_at")
     }
     notified_at = {
-        sse_data(row)["userCouponId"]: row.created.timestamp()
+        stored_payload(row.data)["userCouponId"]: row.created.timestamp()
         for row in SseEvent.objects.filter(channel__startswith="user-", type="coupon-issued")
     }
     to_applied = percentiles([applied_at[n] - writer.committed_at[n] for n in writer.numbers])
@@ -147,26 +62,11 @@ def test_events_are_applied_exactly_once_with_commit_to_applied_latency(outbox_p
     assert to_applied.p95 < 15.0
 
 
-@dataclass
-class Percentiles:
-    p50: float
-    p95: float
-    worst: float
-
-    def __str__(self) -> str:
-        return f"p50 {self.p50 * 1000:.0f} ms, p95 {self.p95 * 1000:.0f} ms, max {self.worst * 1000:.0f} ms"
-
-
-def percentiles(values: list[float]) -> Percentiles:
-    ordered = sorted(values)
-    return Percentiles(statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.95) - 1)], ordered[-1])
-
-
 def test_relay_killed_mid_stream_resumes_from_its_checkpoint_and_nothing_is_lost_or_doubled(outbox_processes):
     start_both(outbox_processes)
     writer = Writer(count=1500, rate=400)
     thread = writer.start()
-    wait_until(lambda: len(applied()) > 300, timeout=30, message="the stream to be under way")
+    wait_until(lambda: len(applied()) > 300, timeout=30, what="the stream to be under way")
     outbox_processes.kill("relay")  # kill -9: no flush, no checkpoint on the way out
     before_restart = len(writer.committed_at)
     time.sleep(0.5)
@@ -185,12 +85,12 @@ def test_killed_database_connections_are_resumed_without_loss(outbox_processes):
     start_both(outbox_processes)
     writer = Writer(count=1200, rate=400)
     thread = writer.start()
-    wait_until(lambda: len(applied()) > 200, timeout=30, message="the stream to be under way")
+    wait_until(lambda: len(applied()) > 200, timeout=30, what="the stream to be under way")
     binlog_id = outbox_processes.binlog_connection_id()
     lock_id = outbox_processes.relay_lock_holder()
     with connection.cursor() as cursor:
         cursor.execute(f"KILL CONNECTION {int(binlog_id)}")  # the stream: the reader reconnects
-    wait_until(lambda: len(applied()) > 600, timeout=30, message="more events after the first kill")
+    wait_until(lambda: len(applied()) > 600, timeout=30, what="more events after the first kill")
     with connection.cursor() as cursor:
         cursor.execute(f"KILL CONNECTION {int(lock_id)}")  # the lock: standby, relock, resume
     thread.join()
@@ -206,11 +106,11 @@ def test_killed_database_connections_are_resumed_without_loss(outbox_processes):
 def test_a_standby_relay_takes_over_when_the_active_one_dies(outbox_processes):
     start_both(outbox_processes)
     outbox_processes.start_relay("relay-standby")
-    wait_until(lambda: "standing by" in outbox_processes.log("relay-standby"), timeout=20, message="standby")
+    wait_until(lambda: "standing by" in outbox_processes.log("relay-standby"), timeout=20, what="standby")
     active_lock = outbox_processes.relay_lock_holder()
 
     outbox_processes.kill("relay")
-    wait_until(lambda: outbox_processes.relay_lock_holder() not in (None, active_lock), timeout=20, message="takeover")
+    wait_until(lambda: outbox_processes.relay_lock_holder() not in (None, active_lock), timeout=20, what="takeover")
     writer = Writer(count=100, rate=200)
     writer.run()
 
@@ -242,9 +142,9 @@ def test_with_the_relay_stopped_the_fallback_applies_events_and_a_late_relay_cha
     outbox_processes.start_relay()
     outbox_processes.wait_relay_active()
     republished = wait_until(
-        lambda: len(read_messages(outbox_processes.topic("events.coupon"), expect=121, timeout=2)) >= 121,
+        lambda: len(read_topic(outbox_processes.topic("events.coupon"), expect=121, timeout=2)) >= 121,
         timeout=30,
-        message="the relay to republish the events after its checkpoint",
+        what="the relay to republish the events after its checkpoint",
     )
     assert republished
     time.sleep(1.5)

@@ -143,7 +143,7 @@ def test_insufficient_balance_at_payment_is_409(auth_api, user):
     assert Order.objects.get(pk=order.pk).status == "PENDING_PAYMENT"
 
 
-def test_unknown_order_and_bad_inputs(auth_api, user):
+def test_an_unknown_order_is_404_and_malformed_inputs_400(auth_api, user):
     assert pay(auth_api, Order(pk=999_999, final_amount=1)).status_code == 404
     for body in (
         {"orderId": "x", "amount": 1},

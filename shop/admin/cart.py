@@ -3,31 +3,28 @@
 from django.contrib import admin
 from django.db.models import Count
 
+from common.admin import ReadOnlyAdminMixin
 from shop.models import Cart, CartItem
 
 
-class CartItemInline(admin.TabularInline):
+class CartItemInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CartItem
     extra = 0
     can_delete = False
     fields = ("product", "quantity", "gift_wrap", "gift_message", "created_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    admin_allows = ("delete",)
 
 
 @admin.register(Cart)
-class CartAdmin(admin.ModelAdmin):
+class CartAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "user", "line_count", "updated_at")
     search_fields = ("=user__id", "user__username")
     list_select_related = ("user",)
     readonly_fields = ("user", "updated_at")
     ordering = ("-updated_at",)
     inlines = [CartItemInline]
+    admin_allows = ("delete",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(line_count=Count("items"))
@@ -35,9 +32,3 @@ class CartAdmin(admin.ModelAdmin):
     @admin.display(description="lines", ordering="line_count")
     def line_count(self, cart: Cart) -> int:
         return cart.line_count
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

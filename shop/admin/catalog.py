@@ -5,6 +5,7 @@ reservations keep pointing at them); daily sales are written by the outbox consu
 from django.contrib import admin, messages
 from django.db.models import Count
 
+from common.admin import ReadOnlyAdminMixin
 from shop.models import Category, Product, SalesDaily
 from shop.services.catalog import catalog_changed, product_saved, products_set_status
 
@@ -64,7 +65,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(SalesDaily)
-class SalesDailyAdmin(admin.ModelAdmin):
+class SalesDailyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: the rankings in Redis are maintained from these rows (see `manage.py rebuild_rankings`)."""
 
     list_display = ("day", "product", "quantity")
@@ -73,12 +74,3 @@ class SalesDailyAdmin(admin.ModelAdmin):
     date_hierarchy = "day"
     list_select_related = ("product",)
     ordering = ("-day", "-quantity")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import F
 
+from common.admin import ReadOnlyAdminMixin
 from shop.models import Coupon, UserCoupon
 from shop.services.coupons import coupon_sold_out_flag_clear
 
@@ -78,7 +79,7 @@ class CouponAdmin(admin.ModelAdmin):
 
 
 @admin.register(UserCoupon)
-class UserCouponAdmin(admin.ModelAdmin):
+class UserCouponAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: coupons change state only through issuing, checkout, payment, expiry and cancel."""
 
     list_display = ("id", "user", "coupon", "status", "held_order_id", "used_order_id", "issued_at", "used_at")
@@ -87,12 +88,3 @@ class UserCouponAdmin(admin.ModelAdmin):
     list_select_related = ("user", "coupon")
     ordering = ("-id",)
     show_full_result_count = False  # a coupon rush leaves many rows; skip the second COUNT(*)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

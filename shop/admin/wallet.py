@@ -4,24 +4,14 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from common.admin import ReadOnlyAdminMixin
 from shop.models import PointHistory, PointWallet
 
 LEDGER_ROWS = 100
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(PointWallet)
-class PointWalletAdmin(ReadOnlyAdmin):
+class PointWalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("user", "balance", "updated_at")
     search_fields = ("=user__id", "user__username")
     list_select_related = ("user",)
@@ -52,7 +42,7 @@ class PointWalletAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PointHistory)
-class PointHistoryAdmin(ReadOnlyAdmin):
+class PointHistoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "user", "type", "amount", "balance_after", "order_id", "description", "created_at")
     list_filter = ("type",)
     search_fields = ("=user__id", "user__username", "=order_id")

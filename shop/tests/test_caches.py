@@ -1,16 +1,12 @@
 """The typed catalog caches (incident 1): a hit is exactly a miss, old or broken entries are misses,
 changes invalidate, the popular list survives a stampede, and Redis down means the database."""
 
-import copy
 import json
-import socket
-import subprocess
 import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.cache import caches
 from django.db import connection
 from django.test import override_settings
@@ -37,7 +33,7 @@ from shop.caches import (
 from shop.models import Product, SalesDaily
 from shop.selectors.catalog import POPULAR_LOCK
 from shop.services.catalog import products_set_status, sales_record
-from shop.tests.factories import CategoryFactory, ProductFactory, UserFactory
+from shop.tests.factories import CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -227,19 +223,13 @@ def test_garbage_entry_is_a_miss_not_a_500(api):
 # --- invalidation ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
 def warm(api, product) -> None:
     for url in (URL, f"{URL}/{product.pk}", f"{URL}/popular", f"{URL}/ranking/daily"):
         assert api.get(url).status_code == 200
 
 
 def test_admin_product_change_invalidates_list_detail_popular_and_rankings(
-    api, admin_client, django_capture_on_commit_callbacks
+    api, operator, django_capture_on_commit_callbacks
 ):
     product = ProductFactory(name="Before", price=1_000)
     sold(product, 3)
@@ -249,7 +239,7 @@ def test_admin_product_change_invalidates_list_detail_popular_and_rankings(
         "status": "ACTIVE", "is_flash_sale": "",
     }  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(f"/admin/shop/product/{product.pk}/change/", form)
+        response = operator.post(f"/admin/shop/product/{product.pk}/change/", form)
     assert response.status_code == 302, response.content[:2000]
     assert api.get(f"{URL}/{product.pk}").json()["data"]["name"] == "After"
     assert api.get(URL).json()["data"]["contents"][0]["price"] == 2_000
@@ -257,12 +247,12 @@ def test_admin_product_change_invalidates_list_detail_popular_and_rankings(
     assert api.get(f"{URL}/ranking/daily").json()["data"][0]["productName"] == "After"
 
 
-def test_admin_add_creates_the_stock_row_and_shows_the_product(api, admin_client, django_capture_on_commit_callbacks):
+def test_admin_add_creates_the_stock_row_and_shows_the_product(api, operator, django_capture_on_commit_callbacks):
     category = CategoryFactory()
     assert api.get(URL).json()["data"]["contents"] == []
     form = {"name": "New", "description": "", "price": 5_000, "category": category.pk, "status": "ACTIVE"}
     with django_capture_on_commit_callbacks(execute=True):
-        assert admin_client.post("/admin/shop/product/add/", form).status_code == 302
+        assert operator.post("/admin/shop/product/add/", form).status_code == 302
     product = Product.objects.get(name="New")
     assert product.stock.quantity == 0
     assert [p["id"] for p in api.get(URL).json()["data"]["contents"]] == [product.pk]
@@ -366,37 +356,6 @@ def test_a_cold_popular_list_is_rebuilt_once_under_a_stampede():
 # --- Redis down: the database answers -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def throwaway_redis():
-    """A redis-server of our own, so stopping it disturbs nobody; the caches point at it."""
-    port = _free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.02)
-    cache_settings = copy.deepcopy(settings.CACHES)
-    for alias in cache_settings.values():
-        alias["LOCATION"] = f"redis://127.0.0.1:{port}/0"
-    try:
-        with override_settings(CACHES=cache_settings):
-            yield server
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 def test_with_redis_stopped_every_catalog_endpoint_answers_200_from_the_database(
     api, throwaway_redis, django_capture_on_commit_callbacks, django_assert_num_queries
 ):
@@ -418,8 +377,7 @@ def test_with_redis_stopped_every_catalog_endpoint_answers_200_from_the_database
     with django_assert_num_queries(0):
         api.get(f"{URL}/{product.pk}")
 
-    throwaway_redis.terminate()
-    throwaway_redis.wait(timeout=10)
+    throwaway_redis.stop()
     assert catalog_generation() is None  # really down
     for url in urls:
         response = api.get(url)
@@ -464,8 +422,7 @@ def test_near_cache_serves_recent_hits_without_redis_or_database(
     sold(product, 2)
     urls = [f"{URL}/{product.pk}", URL, f"{URL}/popular", f"{URL}/ranking/daily"]
     first = {url: api.get(url).content for url in urls}
-    throwaway_redis.terminate()  # neither Redis ...
-    throwaway_redis.wait(timeout=10)
+    throwaway_redis.stop()  # neither Redis ...
     with django_assert_num_queries(0):  # ... nor the database is asked
         assert {url: api.get(url).content for url in urls} == first
 

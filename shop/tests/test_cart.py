@@ -46,7 +46,7 @@ class TestApi:
         }
         assert not Cart.objects.exists()  # a read never writes
 
-    def test_set_line_and_totals(self, auth_api, user):
+    def test_setting_lines_answers_the_cart_with_line_and_cart_totals(self, auth_api, user):
         a, b = ProductFactory(price=10_000, name="Mug"), ProductFactory(price=3_500)
         set_line(auth_api, a.pk, 2, giftWrap=True, giftMessage="Happy birthday")
         response = set_line(auth_api, b.pk, 3)
@@ -81,7 +81,7 @@ class TestApi:
         Product.objects.filter(pk=product.pk).update(price=2_000)
         assert auth_api.get(CART).json()["data"]["totalPrice"] == 6_000
 
-    def test_get_cart_query_count(self, auth_api, django_assert_num_queries):
+    def test_reading_the_cart_takes_two_queries_whatever_its_lines(self, auth_api, django_assert_num_queries):
         for product in ProductFactory.create_batch(5):
             set_line(auth_api, product.pk)
         with django_assert_num_queries(2):  # cart id, lines with their products (stateless JWT)
@@ -165,7 +165,7 @@ class TestApi:
             assert response.status_code == 404 and response.json()["errorCode"] == "CART_ITEM_NOT_FOUND"
         assert CartItem.objects.get().quantity == 3
 
-    def test_delete_line_and_clear(self, auth_api, user):
+    def test_deleting_a_line_removes_only_it_and_clearing_empties_the_cart(self, auth_api, user):
         a, b = ProductFactory.create_batch(2)
         set_line(auth_api, a.pk)
         set_line(auth_api, b.pk)
@@ -176,7 +176,7 @@ class TestApi:
         assert not CartItem.objects.exists()
         assert client_for(UserFactory()).delete(CART).json()["data"]["items"] == []  # no cart at all: fine
 
-    def test_user_id_rule(self, auth_api, user, other_user):
+    def test_another_users_user_id_is_403_and_a_malformed_one_400(self, auth_api, user, other_user):
         product = ProductFactory()
         assert auth_api.get(f"{CART}?userId={user.pk}").status_code == 200
         for response in (
@@ -194,7 +194,7 @@ class TestApi:
 
 @pytest.mark.django_db
 class TestCheckoutHelpers:
-    def test_lines_for_checkout(self, user, other_user):
+    def test_lines_for_checkout_are_the_callers_own_and_unknown_ones_are_404(self, user, other_user):
         a, b = ProductFactory(price=1_000), ProductFactory(price=2_000)
         one = cart_item_set(user_id=user.pk, product_id=a.pk, quantity=2)
         two = cart_item_set(user_id=user.pk, product_id=b.pk, quantity=1, gift_wrap=True)
@@ -241,9 +241,8 @@ def test_concurrent_sets_never_pass_the_line_cap():
 
 
 @pytest.mark.django_db
-def test_admin_cart_pages(client, user):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+def test_cart_admin_lists_carts_and_shows_their_lines(operator, user):
     cart_item_set(user_id=user.pk, product_id=ProductFactory(name="Teapot").pk, quantity=2)
-    assert client.get("/admin/shop/cart/").status_code == 200
-    page = client.get(f"/admin/shop/cart/{Cart.objects.get().pk}/change/")
+    assert operator.get("/admin/shop/cart/").status_code == 200
+    page = operator.get(f"/admin/shop/cart/{Cart.objects.get().pk}/change/")
     assert page.status_code == 200 and b"Teapot" in page.content

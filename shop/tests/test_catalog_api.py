@@ -57,7 +57,7 @@ def test_default_size_is_20(api):
     assert page["lastId"] == products[19].pk
 
 
-def test_list_by_category(api):
+def test_list_filtered_by_category_pages_within_it(api):
     books, toys = CategoryFactory(name="Books"), CategoryFactory(name="Toys")
     b1, _, b2 = ProductFactory(category=books), ProductFactory(category=toys), ProductFactory(category=books)
     page = data(api.get(URL, {"categoryId": books.pk}))
@@ -186,7 +186,7 @@ def test_paging_while_another_thread_adds_products(api):
 # --- detail --------------------------------------------------------------------------------
 
 
-def test_detail(api):
+def test_product_detail_answers_the_products_fields(api):
     product = ProductFactory(name="Kettle", description="Boils.", price=39_000)
     assert data(api.get(f"{URL}/{product.pk}")) == payload(product)
 
@@ -253,7 +253,7 @@ def entry(rank: int, product: Product, count: int) -> dict:
     return {"rank": rank, "productId": product.pk, "productName": product.name, "salesCount": count}
 
 
-def test_rankings_daily_weekly_total(api):
+def test_daily_weekly_and_total_rankings_count_their_own_periods(api):
     a, b, c = ProductFactory.create_batch(3)
     sold(a, 3)
     sold(b, 5)
@@ -278,7 +278,7 @@ def test_unknown_ranking_period_is_404(api):
     assert response.status_code == 404 and response.json()["errorCode"] == "NOT_FOUND"
 
 
-def test_own_rank_today(api):
+def test_a_products_own_rank_today_matches_the_daily_ranking(api):
     a, b, c, idle = ProductFactory.create_batch(4)
     sold(a, 2)
     sold(b, 9)

@@ -48,7 +48,7 @@ FIXED, PERCENT = Coupon.DiscountType.FIXED, Coupon.DiscountType.PERCENTAGE
         (PERCENT, 7, 30_000, 15_000, 30_001, 2_100),  # floor(2,100.07)
     ],
 )
-def test_coupon_discount(kind, value, minimum, cap, amount, expected):
+def test_coupon_discount_applies_minimum_cap_and_floor(kind, value, minimum, cap, amount, expected):
     coupon = Coupon(discount_type=kind, discount_value=value, minimum_order_amount=minimum, max_discount_amount=cap)
     assert coupon_discount(coupon=coupon, order_amount=amount) == expected
 
@@ -259,7 +259,9 @@ def test_list_issuable_coupons_is_public(api, django_assert_num_queries):
     }
 
 
-def test_user_coupons_and_available(auth_api, user, other_user, django_assert_num_queries):
+def test_a_users_coupons_newest_first_with_status_and_only_usable_ones_available(
+    auth_api, user, other_user, django_assert_num_queries
+):
     now = timezone.now()
     usable = UserCoupon.objects.create(user=user, coupon=CouponFactory(name="A"))
     used = UserCoupon.objects.create(
@@ -393,12 +395,6 @@ def test_quote_locks_only_the_user_coupon_row(user, held_setup, django_assert_nu
 
 
 # --- admin ------------------------------------------------------------------------------------
-@pytest.fixture
-def admin_client(client, db):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
 def coupon_form(coupon, **changes):
     fields = ("name", "discount_type", "discount_value", "minimum_order_amount", "total_quantity")
     data = {name: getattr(coupon, name) for name in fields}
@@ -409,35 +405,35 @@ def coupon_form(coupon, **changes):
     return {**data, **changes}
 
 
-def test_admin_lists_issued_and_remaining(admin_client):
+def test_admin_lists_issued_and_remaining(operator):
     CouponFactory(name="Rush", total_quantity=100, issued_quantity=37)
-    page = admin_client.get("/admin/shop/coupon/")
+    page = operator.get("/admin/shop/coupon/")
     assert page.status_code == 200
     assert b"Rush" in page.content and b">63<" in page.content and b">37<" in page.content
-    assert admin_client.get("/admin/shop/usercoupon/").status_code == 200
+    assert operator.get("/admin/shop/usercoupon/").status_code == 200
 
 
-def test_admin_save_never_writes_a_stale_issued_count(admin_client, django_capture_on_commit_callbacks):
+def test_admin_save_never_writes_a_stale_issued_count(operator, django_capture_on_commit_callbacks):
     coupon = CouponFactory(total_quantity=100, issued_quantity=10)
     form = coupon_form(coupon, name="Renamed", total_quantity=200)
     Coupon.objects.filter(pk=coupon.pk).update(issued_quantity=55)  # issuing went on meanwhile
     caches["default"].set(f"coupon:soldout:{coupon.pk}", 1)
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(f"/admin/shop/coupon/{coupon.pk}/change/", form)
+        response = operator.post(f"/admin/shop/coupon/{coupon.pk}/change/", form)
     assert response.status_code == 302, response.content[:2000]
     coupon.refresh_from_db()
     assert (coupon.name, coupon.total_quantity, coupon.issued_quantity) == ("Renamed", 200, 55)
     assert not coupon_sold_out_flagged(coupon_id=coupon.pk)  # more units: the flag is gone
 
 
-def test_admin_refuses_a_total_below_issued(admin_client):
+def test_admin_refuses_a_total_below_issued(operator):
     coupon = CouponFactory(total_quantity=100, issued_quantity=60)
-    response = admin_client.post(f"/admin/shop/coupon/{coupon.pk}/change/", coupon_form(coupon, total_quantity=59))
+    response = operator.post(f"/admin/shop/coupon/{coupon.pk}/change/", coupon_form(coupon, total_quantity=59))
     assert response.status_code == 200 and b"60 units are already issued" in response.content
     assert Coupon.objects.get(pk=coupon.pk).total_quantity == 100
 
 
-def test_reset_coupons_command(user, other_user):
+def test_reset_coupons_empties_only_the_named_coupons_and_their_flags(user, other_user):
     from django.core.management import call_command
 
     coupon = CouponFactory(total_quantity=2, issued_quantity=2)

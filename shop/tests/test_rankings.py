@@ -120,7 +120,7 @@ def test_deactivated_products_leave_the_rankings_and_come_back(django_capture_on
     assert rankings.position(product_id=product.pk) == (1, 5)
 
 
-def test_rebuild_rankings_command():
+def test_rebuild_rankings_sums_every_days_sales_into_the_total():
     product = ProductFactory()
     SalesDaily.objects.create(product=product, day=day(0), quantity=2)
     SalesDaily.objects.create(product=product, day=day(40), quantity=3)

@@ -171,7 +171,7 @@ def test_ledger_sums_to_the_balance(user):
 
 
 # --- API --------------------------------------------------------------------------------------
-def test_get_balance(auth_api, user, django_assert_num_queries):
+def test_balance_is_zero_without_a_wallet_and_read_in_one_query(auth_api, user, django_assert_num_queries):
     assert auth_api.get(f"/api/v1/points/{user.pk}").json() == {
         "success": True,
         "data": {"userId": user.pk, "balance": 0},
@@ -182,7 +182,7 @@ def test_get_balance(auth_api, user, django_assert_num_queries):
     assert response.json()["data"] == {"userId": user.pk, "balance": 1_234}
 
 
-def test_charge_endpoint(auth_api, user):
+def test_charge_credits_the_balance_and_writes_one_ledger_row(auth_api, user):
     response = auth_api.post(f"/api/v1/points/{user.pk}/charge", {"amount": 10_000, "description": "hi"}, format="json")
     assert response.status_code == 200
     assert response.json() == {"success": True, "data": {"userId": user.pk, "balance": 10_000}}
@@ -279,12 +279,9 @@ def test_histories_of_a_user_without_wallet_is_empty(user):
     assert response.json()["data"] == {"contents": [], "lastId": None}
 
 
-def test_admin_wallet_page_shows_the_ledger(client, user):
-    from shop.tests.factories import UserFactory
-
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+def test_admin_wallet_page_shows_the_ledger(operator, user):
     points_charge(user_id=user.pk, amount=12_345, description="welcome")
-    assert client.get("/admin/shop/pointwallet/").status_code == 200
-    page = client.get(f"/admin/shop/pointwallet/{user.pk}/change/")
+    assert operator.get("/admin/shop/pointwallet/").status_code == 200
+    page = operator.get(f"/admin/shop/pointwallet/{user.pk}/change/")
     assert page.status_code == 200 and b"12,345" in page.content and b"welcome" in page.content
-    assert client.get("/admin/shop/pointhistory/").status_code == 200
+    assert operator.get("/admin/shop/pointhistory/").status_code == 200

@@ -1,4 +1,4 @@
-"""Cluster test (`make test-cluster`, issue 10): every process twice against one MariaDB, one Redis and
+"""Cluster test (`make test-cluster`): every process twice against one MariaDB, one Redis and
 one broker (a private copy on 3337/6410/9112, see tests/faults/stack.py): two API instances, two SSE
 servers, two Celery workers, two checkout consumers and two outbox consumers in the same groups, two
 CDC relays, and exactly one Celery beat.
@@ -38,7 +38,7 @@ from tests.faults.effects import (
 )
 from tests.faults.shoppers import Api, Seen, run_shoppers, stop_shoppers
 from tests.faults.stack import Stack, running_stack
-from tests.sse_client import Stream
+from tests.support.sse import Stream
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

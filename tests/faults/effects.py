@@ -9,12 +9,13 @@ been answered with exactly one stored result event.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 
 from tests.faults.shoppers import Seen
 from tests.faults.stack import Stack
+from tests.support.sse import stored_payload
+from tests.support.waiting import poll
 
 TABLES = ("orders_order", "payments_payment", "shop_usercoupon", "orders_queuerequest", "shop_pointhistory")
 
@@ -58,14 +59,13 @@ def settle(stack: Stack, seen: Seen, users: tuple[int, ...], *, timeout: float =
 
 def unapplied_events(stack: Stack, *, wait: float) -> list[tuple]:
     """Outbox events the inbox has not recorded, after waiting up to `wait` s for them."""
-    deadline = time.monotonic() + wait
-    while True:
+
+    def missing() -> list[tuple]:
         events = stack.sql("SELECT CAST(id AS CHAR), type, aggregateid, created_at FROM outbox_event")
         inbox = set(applied_event_ids(stack))
-        missing = [event for event in events if event[0] not in inbox]
-        if not missing or time.monotonic() > deadline:
-            return missing
-        time.sleep(0.5)
+        return [event for event in events if event[0] not in inbox]
+
+    return poll(missing, until=lambda found: not found, timeout=wait)
 
 
 def queue_requests_unknown_to_clients(stack: Stack, unknown: set[str], seen: Seen, context: str = "") -> str:
@@ -158,11 +158,9 @@ def stored_notifications(stack: Stack, users: tuple[int, ...]) -> tuple[Counter,
     events = stack.sql(
         f"SELECT type, data FROM django_eventstream_event WHERE eid > 0 AND channel IN ({marks})", channels
     )
-    per_order = Counter(json.loads(json.loads(data))["orderId"] for kind, data in events if kind == "order-completed")
+    per_order = Counter(stored_payload(data)["orderId"] for kind, data in events if kind == "order-completed")
     results = Counter(
-        json.loads(json.loads(data))["requestId"]
-        for kind, data in events
-        if kind in ("checkout-completed", "checkout-failed")
+        stored_payload(data)["requestId"] for kind, data in events if kind in ("checkout-completed", "checkout-failed")
     )
     return per_order, results
 
@@ -190,14 +188,15 @@ def assert_event_effects_once(
         last["orders_order"],
         users,
     )
+
     # Notifications run on the consumer's background threads after its commit: give them a moment.
-    deadline = time.monotonic() + 15
-    while True:
-        per_order, results = stored_notifications(stack, users)
-        unnoticed = confirmed_orders - set(per_order) if every_order_notified else set()
-        if not unnoticed or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    def unnoticed_orders(per_order: Counter) -> set[int]:
+        return confirmed_orders - set(per_order) if every_order_notified else set()
+
+    per_order, results = poll(
+        lambda: stored_notifications(stack, users), until=lambda found: not unnoticed_orders(found[0]), timeout=15
+    )
+    unnoticed = unnoticed_orders(per_order)
     assert all(n == 1 for n in per_order.values()), per_order.most_common(3)
     assert not unnoticed, f"confirmed orders without their order-completed event: {sorted(unnoticed)}"
     requests_ = rows_since(

@@ -1,7 +1,7 @@
 """A complete, private copy of the system for fault and cluster tests: its own MariaDB, Redis and
 broker (started by `scripts/devservices.py` under another RUN_DIR and other ports) and the real
 processes of the Procfile running against them, one copy of each or several (`copies=2`: the
-cluster of issue 10). Tests stop, restart and kill -9 pieces of THIS copy only; the shared services
+cluster test). Tests stop, restart and kill -9 pieces of THIS copy only; the shared services
 other engineers use (3307/6380/9092) are never touched.
 
 Everything here talks to the copy from the outside, as an operator would: HTTP to gunicorn, SQL
@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,23 +30,30 @@ from typing import Any
 import MySQLdb
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.ports import free_port
+from tests.support.processes import (
+    REPO,
+    Child,
+    Children,
+    celery_command,
+    gunicorn_command,
+    manage_command,
+    process_env,
+    uvicorn_command,
+)
+from tests.support.waiting import wait_until
+
 RUN_DIR = ".run-faults"
 DB_PORT, REDIS_PORT, KAFKA_PORT = 3327, 6400, 9102
-COPY_NAMES = "abcdefgh"
-TICKS = os.sysconf("SC_CLK_TCK")  # process names of a cluster: web_a, web_b, ...
+COPY_NAMES = "abcdefgh"  # process names of a cluster: web_a, web_b, ...
+TICKS = os.sysconf("SC_CLK_TCK")
 
 # Our configuration variables: none may leak from the test run (which points at the shared services).
 OURS = (
     *("DB_", "REDIS_", "KAFKA_", "CELERY_", "DJANGO_", "OUTBOX_", "THROTTLE_", "ORDER_", "QUEUE_", "SSE_", "JWT_"),
     "IDEMPOTENCY_",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+LOCAL = ("RUN_DIR", "LOCAL_SERVICES")  # where the test run's services live
 
 
 def stack_env(
@@ -57,17 +63,14 @@ def stack_env(
     kafka_port: int = KAFKA_PORT,
     **extra: str,
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OURS) and k not in ("RUN_DIR", "LOCAL_SERVICES")}
-    env.update(
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith(OURS) and name not in LOCAL}
+    ours = dict(
         RUN_DIR=run_dir,
         DJANGO_ENV="local",
         DB_PORT=str(db_port),
         DB_NAME="shop",
         REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_port}",
-        # Short Kafka group timings: a (re)joining consumer gets its partitions in about a second.
-        KAFKA_SESSION_TIMEOUT_MS="2000",
-        KAFKA_HEARTBEAT_INTERVAL_MS="500",
         # The fallback applies what the relay/consumer path has not after 2 s (when it is run).
         OUTBOX_FALLBACK_AFTER_SECONDS="2",
         # The relay gives up on unacknowledged messages after this long and resumes from its checkpoint:
@@ -77,25 +80,8 @@ def stack_env(
         # it over after this long (60 s by default), so the clients' retries finish in seconds.
         IDEMPOTENCY_STALE_SECONDS="3",
         DB_CONN_MAX_AGE="60",
-        LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
     )
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Process:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    return process_env(inherited, **{**ours, **extra})  # `extra` (a test's settings) wins
 
 
 @dataclass
@@ -110,15 +96,16 @@ class Stack:
     settings: dict[str, str] = field(default_factory=dict)  # environment overrides for every process
     web_ports: list[int] = field(default_factory=list)
     sse_ports: list[int] = field(default_factory=list)
-    processes: dict[str, Process] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)  # the processes, by name (see `define`)
 
     def __post_init__(self) -> None:
         self.web_ports = self.web_ports or [free_port() for _ in range(self.copies)]
         self.sse_ports = self.sse_ports or [free_port() for _ in range(self.copies)]
+        self.children = Children(self.log_dir)
 
     @property
     def root(self) -> Path:
-        return ROOT / self.run_dir
+        return REPO / self.run_dir
 
     @property
     def log_dir(self) -> Path:
@@ -138,7 +125,7 @@ class Stack:
         started = time.monotonic()
         result = subprocess.run(
             [sys.executable, "scripts/devservices.py", command],
-            cwd=ROOT,
+            cwd=REPO,
             env=self.env(LOCAL_SERVICES=only),
             capture_output=True,
             text=True,
@@ -150,8 +137,8 @@ class Stack:
 
     def manage(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
+            manage_command(*args),
+            cwd=REPO,
             env=self.env(),
             capture_output=True,
             text=True,
@@ -177,45 +164,33 @@ class Stack:
     def define(self) -> None:
         """The Procfile's processes, `copies` of each (named web_a, web_b, ... when more than one),
         and with `sse` the SSE servers and the one Celery beat."""
-        venv = Path(sys.executable).parent
-        manage = [sys.executable, "manage.py"]
-
-        def web(port: int) -> list[str]:
-            return [
-                *(str(venv / "gunicorn"), "config.wsgi:application", "-k", "gthread"),
-                *("-w", str(self.web_workers), "--threads", "4", "--keep-alive", "30"),
-                *("-b", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "2"),
-            ]
-
-        def sse(port: int) -> list[str]:
-            return [str(venv / "uvicorn"), "config.asgi:application", "--port", str(port), "--log-level", "warning"]
-
-        def worker(node: str) -> list[str]:
-            celery = [str(venv / "celery"), "-A", "config", "worker", "--concurrency=2", "--without-gossip"]
-            return [*celery, "--without-mingle", "-n", f"{node}@%h", "-l", "info"]
-
-        self.processes = {}
+        self.commands = {}
         for index in range(self.copies):
             suffix = f"_{COPY_NAMES[index]}" if self.copies > 1 else ""
+            worker = ("worker", "--concurrency=2", "--without-gossip", "--without-mingle", "-l", "info")
             kinds = {
-                "web": web(self.web_ports[index]),
-                "sse": sse(self.sse_ports[index]) if self.sse else None,
-                "worker": worker(f"{self.run_dir.strip('.')}{suffix}"),
-                "checkout": [*manage, "run_consumer", "checkout"],
-                "relay": [*manage, "outbox_relay"],
-                "outbox": [*manage, "run_consumer", "outbox"],
+                "web": gunicorn_command(self.web_ports[index], workers=self.web_workers),
+                "sse": uvicorn_command(self.sse_ports[index]) if self.sse else None,
+                "worker": celery_command(*worker, "-n", f"{self.run_dir.strip('.')}{suffix}@%h"),
+                "checkout": manage_command("run_consumer", "checkout"),
+                "relay": manage_command("outbox_relay"),
+                "outbox": manage_command("run_consumer", "outbox"),
             }
             for kind, argv in kinds.items():
                 if argv:
-                    self.processes[f"{kind}{suffix}"] = Process(f"{kind}{suffix}", argv)
+                    self.commands[f"{kind}{suffix}"] = argv
         if self.sse:
             schedule = str(self.root / "celerybeat-schedule")
-            beat = [str(venv / "celery"), "-A", "config", "beat", "-l", "info", "--schedule", schedule, "--pidfile="]
-            self.processes["beat"] = Process("beat", beat)
+            self.commands["beat"] = celery_command("beat", "-l", "info", "--schedule", schedule, "--pidfile=")
 
     def named(self, kind: str) -> list[str]:
         """The names of every copy of one kind of process: 'relay' -> ['relay_a', 'relay_b']."""
-        return [name for name in self.processes if name == kind or name.startswith(f"{kind}_")]
+        return [name for name in self.commands if name == kind or name.startswith(f"{kind}_")]
+
+    @property
+    def processes(self) -> dict[str, Child]:
+        """The processes started, by name (the latest start of each)."""
+        return dict(self.children.started)
 
     @property
     def pid_file(self) -> Path:
@@ -230,26 +205,16 @@ class Stack:
                     if f"\0RUN_DIR={self.run_dir}\0".encode() in b"\0" + Path(f"/proc/{pgid}/environ").read_bytes():
                         os.killpg(pgid, signal.SIGKILL)
 
-    def start(self, name: str) -> Process:
-        process = self.processes[name]
-        assert not process.alive(), f"{name} runs already"
-        with (self.log_dir / f"{name}.log").open("ab") as log:
-            process.proc = subprocess.Popen(
-                process.argv,
-                cwd=ROOT,
-                env=self.env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: we can signal it and its children
-            )
+    def start(self, name: str) -> Child:
+        """Start one of the defined processes, in a process group of its own, and record its pid."""
+        child = self.children.start(name, self.commands[name], self.env())
         with self.pid_file.open("a") as pids:
-            pids.write(f"{process.pid}\n")
-        return process
+            pids.write(f"{child.pid}\n")
+        return child
 
     def start_all(self) -> None:
         self.define()
-        for name in self.processes:
+        for name in self.commands:
             self.start(name)
         self.wait(self.ready, timeout=60, what="/readyz 200")
         self.wait(lambda: self.relay_active(), timeout=30, what="the relay to hold its lock")
@@ -257,48 +222,35 @@ class Stack:
     def kill9(self, name: str) -> None:
         """kill -9 of the process and its children (its process group), as when its container dies:
         no signal handler, no `finally`, no flush."""
-        process = self.processes[name]
-        assert process.alive(), f"{name} is not running:\n{self.log(name)}"
-        os.killpg(process.pid, signal.SIGKILL)
-        process.proc.wait(10)
+        assert self.children.running(name), f"{name} is not running:\n{self.log(name)}"
+        self.children[name].kill()
 
-    def restart(self, name: str) -> Process:
+    def restart(self, name: str) -> Child:
         """What a supervisor does after a crash."""
         return self.start(name)
 
     def stop(self, name: str) -> None:
-        process = self.processes.get(name)
-        if process is None or process.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)  # the group: gunicorn/celery children too
-        try:
-            process.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.proc.wait(5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # anything orphaned inside the group (kill -9 leftovers)
+        """SIGTERM to its process group (gunicorn and Celery children too), SIGKILL after 15 s, then
+        SIGKILL to anything a kill -9 orphaned in the group."""
+        self.children.stop(name)
 
     def stop_all(self) -> None:
-        for name in reversed(list(self.processes)):
-            self.stop(name)
+        self.children.stop_all()
 
     def pids(self) -> dict[str, int | None]:
-        return {name: p.pid if p.alive() else None for name, p in self.processes.items()}
+        return {name: child.pid if child.alive() else None for name, child in self.processes.items()}
 
-    def children(self, name: str) -> list[int]:
+    def child_pids(self, name: str) -> list[int]:
         """Child pids of a process (gunicorn workers, celery pool processes)."""
-        path = Path(f"/proc/{self.processes[name].pid}/task/{self.processes[name].pid}/children")
+        pid = self.children[name].pid
         with contextlib.suppress(OSError):
-            return [int(pid) for pid in path.read_text().split()]
+            return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         return []
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) so far of each process with everything in its process group
         (gunicorn and Celery children included), and of the copy's MariaDB, Redis and broker."""
-        groups = {p.pid: name for name, p in self.processes.items() if p.alive()}
+        groups = {child.pid: name for name, child in self.processes.items() if child.alive()}
         services = {}
         for service, pid_file in (
             ("mariadb", "mariadb/mariadbd.pid"),
@@ -321,7 +273,7 @@ class Stack:
 
     def log(self, name: str, tail: int = 40) -> str:
         """The last lines of a process's log, without librdkafka's connection chatter."""
-        path = self.log_dir / f"{name}.log"
+        path = self.children.log_path(name)
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         noise = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "Connection refused")
         lines = [line for line in lines if not line.startswith("%") and not any(n in line for n in noise)]
@@ -329,10 +281,15 @@ class Stack:
 
     def dead(self) -> dict[str, int | None]:
         """Processes that exited, with their exit codes (negative: killed by that signal)."""
-        return {name: p.proc.returncode for name, p in self.processes.items() if p.proc and not p.alive()}
+        return {name: child.returncode for name, child in self.processes.items() if not child.alive()}
 
     def logs(self) -> str:
         return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self.processes)
+
+    def dead_report(self) -> str:
+        dead = self.dead()
+        logs = "\n".join(f"--- {name} ---\n{self.log(name)}" for name in dead)
+        return f"dead processes (exit codes): {dead}\n{logs}"
 
     # --- looking at it -----------------------------------------------------------------------
 
@@ -376,7 +333,7 @@ class Stack:
         """The relay that holds the single-relay lock now: the live one whose log last said "active"."""
         latest: tuple[int, str] | None = None
         for name in self.named("relay"):
-            if not self.processes[name].alive():
+            if not self.children.running(name):
                 continue
             lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
             marks = [i for i, line in enumerate(lines) if "outbox relay: active" in line]
@@ -404,8 +361,8 @@ class Stack:
     def celery_call(self, task: str) -> None:
         """Send a task through the copy's broker (Redis) for the worker to run."""
         result = subprocess.run(
-            [str(Path(sys.executable).parent / "celery"), "-A", "config", "call", task],
-            cwd=ROOT,
+            celery_command("call", task),
+            cwd=REPO,
             env=self.env(),
             capture_output=True,
             text=True,
@@ -414,24 +371,14 @@ class Stack:
         assert result.returncode == 0, result.stdout + result.stderr
 
     def wait(self, predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                dead = self.dead()
-                logs = "\n".join(f"--- {name} ---\n{self.log(name)}" for name in dead)
-                raise AssertionError(
-                    f"timed out after {timeout} s waiting for {what}; dead processes (exit codes): {dead}\n{logs}"
-                )
-            time.sleep(interval)
+        """`wait_until`, telling on a timeout which processes died and their last log lines."""
+        return wait_until(predicate, timeout=timeout, what=what, interval=interval, details=self.dead_report)
 
 
 @contextlib.contextmanager
 def exclusive(run_dir: str = RUN_DIR, timeout: float = 900) -> Iterator[None]:
     """One run per copy at a time on this machine: the copy's ports and folder are fixed."""
-    digest = hashlib.sha1(f"{ROOT}/{run_dir}".encode()).hexdigest()[:12]
+    digest = hashlib.sha1(f"{REPO}/{run_dir}".encode()).hexdigest()[:12]
     lock_path = Path(tempfile.gettempdir()) / f"faults-{digest}.lock"
     with lock_path.open("w") as lock:
         deadline = time.monotonic() + timeout

@@ -282,7 +282,7 @@ def test_kill_9_of_each_process_under_load_loses_and_duplicates_nothing(stack, t
         time.sleep(0.5)
         stack.restart(name)
         time.sleep(1.0)
-    workers = stack.children("web")
+    workers = stack.child_pids("web")
     assert workers, "gunicorn has no workers"
     os.kill(workers[0], signal.SIGKILL)  # one web worker; the master forks a new one
     kills["web worker"] = round(time.time(), 2)
@@ -300,7 +300,7 @@ def test_kill_9_of_each_process_under_load_loses_and_duplicates_nothing(stack, t
         stack.celery_call("outbox.tasks.outbox_fallback")
     assert unapplied_events(stack, wait=20) == [], "outbox events never applied, not even by the fallback"
     assert all(p.alive() for p in stack.processes.values()), stack.logs()
-    assert stack.pids()["web"] == web_master and len(stack.children("web")) == 2
+    assert stack.pids()["web"] == web_master and len(stack.child_pids("web")) == 2
     celery = celery_expires_a_due_order(stack, Api(stack.url, tokens[6]))
     stack.audit()
     timed(

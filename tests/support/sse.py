@@ -1,9 +1,11 @@
-"""A raw server-sent-events client for tests (what a browser's EventSource does)."""
+"""Server-sent events in tests: a raw client (what a browser's EventSource does) and the payload of
+an event django-eventstream stored."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 
 
@@ -38,3 +40,39 @@ class Stream:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def stored_payload(data: str) -> dict:
+    """The payload of a stored SSE event, from its `data` column: django-eventstream stores the JSON
+    text of the JSON text we pushed."""
+    decoded = json.loads(data)
+    return json.loads(decoded) if isinstance(decoded, str) else decoded
+
+
+def wait_for_live_delivery(port: int, user_id: int, token: str, *, timeout: float = 20) -> None:
+    """Wait until the SSE server on `port` delivers published events live. It subscribes to Redis with
+    its first stream, in the background, and an event published before that reaches a stream only when
+    it reconnects: this pushes a `warm-up` event to the user every 0.2 s until one arrives on a stream
+    of theirs."""
+    from django.db import connection
+
+    from common.sse import sse_push
+
+    stream = Stream(port, f"/api/sse/subscribe/{user_id}?token={token}")
+    stop = threading.Event()
+
+    def push() -> None:
+        try:
+            while not stop.wait(0.2):
+                sse_push(user_id, "warm-up", {"at": time.time()})
+        finally:
+            connection.close()
+
+    pusher = threading.Thread(target=push, name="sse-warm-up")
+    pusher.start()
+    try:
+        stream.until("warm-up", timeout=timeout)
+    finally:
+        stop.set()
+        pusher.join()
+        stream.close()
