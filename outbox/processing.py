@@ -38,7 +38,7 @@ from outbox.events import (
     event_from_parts,
     event_from_row,
 )
-from outbox.handlers import HANDLERS, Handler, Publication
+from outbox.handlers import Handler, Publication, load_handlers
 from outbox.metrics import DEAD_LETTERED, EVENTS, FALLBACK_APPLIED
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
 from outbox.selectors import recorded_sql, unapplied_events
@@ -58,7 +58,8 @@ def events_apply(events: Sequence[Event], *, source: str) -> list[bool]:
     """Apply several events in ONE transaction (all or none; the consumer's fast path, which saves a
     commit per event), then send their publications together. Raises on any failure: the caller
     then applies them one by one to find the culprit. Returns, per event, whether it was applied."""
-    handlers = [HANDLERS.get(event.type) for event in events]
+    registry = load_handlers()
+    handlers = [registry.get(event.type) for event in events]
     applied = run_in_transaction(lambda: [_apply_once(e, h) for e, h in zip(events, handlers, strict=True)])
     for was_applied in applied:
         EVENTS.labels(source, "applied" if was_applied else "duplicate").inc()
@@ -142,7 +143,7 @@ def produce_all(messages: Sequence[OutboxMessage], *, timeout: float = 5.0) -> N
 def publication_steps() -> dict[str, list[str]]:
     """Publication name -> event types that have it (what the fallback must also check)."""
     steps: dict[str, list[str]] = {}
-    for handler in HANDLERS.values():
+    for handler in load_handlers().values():
         for publication in handler.publications:
             steps.setdefault(publication.name, []).append(handler.event_type)
     return steps
