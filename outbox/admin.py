@@ -4,9 +4,9 @@ meanwhile does nothing)."""
 
 from django.contrib import admin, messages
 
-from outbox.metrics import outbox_state
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent, RelayCheckpoint
 from outbox.processing import dead_letter_replay
+from outbox.selectors import outbox_state
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -31,9 +31,9 @@ from common.kafka import ConsumerSpec, register_consumer
 from outbox.conf import setting_int
 from outbox.events import Event, MalformedEvent, dead_letter_topic, event_from_message, message_timestamp
 from outbox.metrics import CONSUMER_LAG, serve_metrics
-from outbox.models import DeadLetter
+from outbox.models import DeadLetter, ProcessedEvent
 from outbox.notify import use_background_notifications
-from outbox.processing import INBOX_CONSUMER, dead_letter_record, event_apply, events_apply, is_permanent, is_transient
+from outbox.processing import dead_letter_record, event_apply, events_apply, is_permanent, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class OutboxBatchHandler:
 
     chunk = 100
 
-    def __init__(self, consumer: str = INBOX_CONSUMER):
+    def __init__(self, consumer: str = ProcessedEvent.OUTBOX_CONSUMER):
         self.consumer = consumer
         self.max_attempts = setting_int("OUTBOX_MAX_ATTEMPTS")
         self.attempts: dict[Coordinates, int] = {}

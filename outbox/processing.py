@@ -41,12 +41,10 @@ from outbox.events import (
 from outbox.handlers import Handler, Publication, load_handlers
 from outbox.metrics import DEAD_LETTERED, EVENTS, FALLBACK_APPLIED
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
-from outbox.selectors import recorded_sql, unapplied_events
+from outbox.selectors import fallback_watermark, recorded_sql, unapplied_events
 from outbox.services import inbox_claim
 
 log = logging.getLogger(__name__)
-
-INBOX_CONSUMER = "outbox"
 
 
 def event_apply(event: Event, *, source: str) -> bool:
@@ -68,7 +66,7 @@ def events_apply(events: Sequence[Event], *, source: str) -> list[bool]:
 
 
 def _apply_once(event: Event, handler: Handler | None) -> bool:
-    if not inbox_claim(consumer=INBOX_CONSUMER, event_id=event.id):
+    if not inbox_claim(consumer=ProcessedEvent.OUTBOX_CONSUMER, event_id=event.id):
         return False
     if handler is None:  # recorded as seen, so the fallback does not retry it every minute
         log.warning("outbox: no handler for event type %r (event %s); recorded and skipped", event.type, event.id)
@@ -255,8 +253,6 @@ def _error_text(error: BaseException | str) -> str:
 
 # --- the fallback and the purge (Celery beat: outbox.tasks) ----------------------------------
 
-WATERMARK_NAME = "outbox"
-
 
 @dataclass
 class FallbackReport:
@@ -285,15 +281,15 @@ def outbox_fallback_run(*, now: dt.datetime | None = None) -> FallbackReport:
         if not acquired:
             report.busy = True
             return report
-        mark = FallbackWatermark.objects.filter(name=WATERMARK_NAME).first()
+        position = fallback_watermark()
         steps = publication_steps()
         after: tuple[dt.datetime, Any] | None = None
         first_failure: dt.datetime | None = None
         while True:
             rows = unapplied_events(
-                consumer=INBOX_CONSUMER,
+                consumer=ProcessedEvent.OUTBOX_CONSUMER,
                 steps=steps,
-                created_from=mark.position - rewind if mark else None,
+                created_from=position - rewind if position else None,
                 created_before=cutoff,
                 after=after,
                 limit=batch,
@@ -305,7 +301,9 @@ def outbox_fallback_run(*, now: dt.datetime | None = None) -> FallbackReport:
                 break
             after = (rows[-1].created_at, rows[-1].id)
         report.watermark = min(first_failure, cutoff) if first_failure else cutoff
-        FallbackWatermark.objects.update_or_create(name=WATERMARK_NAME, defaults={"position": report.watermark})
+        FallbackWatermark.objects.update_or_create(
+            name=FallbackWatermark.FALLBACK, defaults={"position": report.watermark}
+        )
     if report.applied or report.failed:
         log.warning(
             "outbox fallback: applied %d event(s) the consumer had not, %d failed", report.applied, report.failed
@@ -336,7 +334,7 @@ def outbox_purge_run(*, now: dt.datetime | None = None, batch_size: int = 1000) 
     cutoff = now - dt.timedelta(days=setting_float("OUTBOX_PURGE_AFTER_DAYS"))
     table = OutboxEvent._meta.db_table
     done = [recorded_sql(table)]
-    params: list[Any] = [connection.ops.adapt_datetimefield_value(cutoff), INBOX_CONSUMER]
+    params: list[Any] = [connection.ops.adapt_datetimefield_value(cutoff), ProcessedEvent.OUTBOX_CONSUMER]
     for step, types in publication_steps().items():
         marks = ", ".join(["%s"] * len(types))
         done.append(f"({table}.type NOT IN ({marks}) OR {recorded_sql(table)})")
@@ -370,13 +368,13 @@ def inbox_purge_run(*, now: dt.datetime | None = None, batch_size: int = 5000) -
     - a dead letter can be replayed at any time: the inbox rows of its event stay while it exists.
     """
     now = now or timezone.now()
-    mark = FallbackWatermark.objects.filter(name=WATERMARK_NAME).first()
-    if mark is None:
+    position = fallback_watermark()
+    if position is None:
         return 0
     cutoff = min(
         now - dt.timedelta(days=setting_float("OUTBOX_INBOX_RETENTION_DAYS")),
         now - dt.timedelta(days=setting_float("OUTBOX_PURGE_AFTER_DAYS")),
-        mark.position - dt.timedelta(seconds=setting_float("OUTBOX_FALLBACK_REWIND_SECONDS")),
+        position - dt.timedelta(seconds=setting_float("OUTBOX_FALLBACK_REWIND_SECONDS")),
     )
     inbox, dead = ProcessedEvent._meta.db_table, DeadLetter._meta.db_table
     sql = (

@@ -56,7 +56,6 @@ from outbox.models import OutboxEvent, RelayCheckpoint
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "outbox_relay"
 LOCK_CHECK_SECONDS = 1.0
 IDLE_CHECKPOINT_SECONDS = 60.0
 BINLOG_GONE = 1236  # "could not find first log file" / position beyond the file: the binlog moved on
@@ -338,7 +337,7 @@ class Relay:
 
     def load_checkpoint(self) -> Position | None:
         close_old_connections()
-        row = RelayCheckpoint.objects.filter(name=CHECKPOINT_NAME).first()
+        row = RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).first()
         return Position(row.log_file, row.log_pos) if row else None
 
     def start_at_binlog_end(self) -> Position:
@@ -351,7 +350,7 @@ class Relay:
             raise RuntimeError("the binary log is off: the relay needs log_bin with binlog_format=ROW")
         position = Position(status[0], int(status[1]))
         RelayCheckpoint.objects.update_or_create(
-            name=CHECKPOINT_NAME,
+            name=RelayCheckpoint.RELAY,
             defaults={
                 "log_file": position.log_file,
                 "log_pos": position.log_pos,
@@ -381,12 +380,12 @@ class Relay:
         }
         if p.acked_created_at is not None:
             defaults["last_event_created_at"] = p.acked_created_at
-        RelayCheckpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults=defaults)
+        RelayCheckpoint.objects.update_or_create(name=RelayCheckpoint.RELAY, defaults=defaults)
         p.saved, p.saved_at, p.acked_rows = p.acked, time.monotonic(), False
 
     def _forget_checkpoint(self) -> None:
         try:
-            RelayCheckpoint.objects.filter(name=CHECKPOINT_NAME).delete()
+            RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).delete()
         except Exception as exc:  # noqa: BLE001
             log.warning("outbox relay: could not drop the stale checkpoint: %s", exc)
 

@@ -34,7 +34,6 @@ from django.conf import settings
 from django.db import connection
 
 from outbox.models import RelayCheckpoint
-from outbox.relay import CHECKPOINT_NAME
 
 BASE_DIR = Path(settings.BASE_DIR)
 # The topics our events use; created up front so the consumer's regex subscription sees them at once.
@@ -191,7 +190,8 @@ class OutboxProcesses:
                 if name.startswith("relay") and proc.poll() is not None:
                     pytest.fail(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
             return (
-                self.relay_lock_holder() is not None and RelayCheckpoint.objects.filter(name=CHECKPOINT_NAME).exists()
+                self.relay_lock_holder() is not None
+                and RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).exists()
             )
 
         wait_until(active, timeout=timeout, interval=0.1, message="the relay to become active")
