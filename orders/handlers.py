@@ -22,7 +22,7 @@ from shop.services.catalog import sales_record
 
 def data_platform_message(event: Event) -> OutboxMessage:
     """One message per paid order on `<prefix>.data-platform`, keyed by order id; `eventId` lets the
-    data platform drop the rare duplicate (see `outbox.processing.publications_send`)."""
+    data platform drop the rare duplicate (see `outbox.apply.publications_send`)."""
     p = event.payload
     order_id = field_int(p, "orderId")
     body = {

@@ -4,8 +4,8 @@ meanwhile does nothing)."""
 
 from django.contrib import admin, messages
 
+from outbox.dead_letters import dead_letter_replay
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent, RelayCheckpoint
-from outbox.processing import dead_letter_replay
 from outbox.selectors import outbox_state
 
 

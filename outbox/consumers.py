@@ -1,7 +1,7 @@
 """The outbox consumer (`manage.py run_consumer outbox`): applies every `<prefix>.events.*` message once.
 
 Each event's id is recorded in the inbox in the transaction that applies its handler
-(`outbox.processing`); a chunk of up to 100 messages of a poll shares one transaction (throughput:
+(`outbox.apply`); a chunk of up to 100 messages of a poll shares one transaction (throughput:
 one commit per chunk). If a chunk fails, its messages are applied one by one; a failing message
 makes the batch fail: the runner seeks back and retries it with back-off (messages already applied
 are skipped by the inbox). After OUTBOX_MAX_ATTEMPTS failures of the same message (at once for a
@@ -28,12 +28,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.kafka import ConsumerSpec, register_consumer
+from outbox.apply import event_apply, events_apply
 from outbox.conf import setting_int
+from outbox.dead_letters import dead_letter_record, is_permanent, is_transient
 from outbox.events import Event, MalformedEvent, dead_letter_topic, event_from_message, message_timestamp
 from outbox.metrics import CONSUMER_LAG, serve_metrics
 from outbox.models import DeadLetter, ProcessedEvent
 from outbox.notify import use_background_notifications
-from outbox.processing import dead_letter_record, event_apply, events_apply, is_permanent, is_transient
 
 log = logging.getLogger(__name__)
 

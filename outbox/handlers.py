@@ -1,5 +1,5 @@
 """The outbox's handler registry: event type -> handler, shared by the Kafka consumer, the fallback
-and dead-letter replay (`outbox.processing.event_apply` runs them).
+and dead-letter replay (`outbox.apply.event_apply` runs them).
 
 The handlers live in the app that owns their effect (`orders/handlers.py`, `shop/handlers.py`) and
 register themselves with `@handles`; `load_handlers` imports every installed app's `handlers`
@@ -11,7 +11,7 @@ A handler's `apply(event)` runs inside the transaction that records the event in
 database effects commit with that record or not at all. Effects outside the database go in
 `transaction.on_commit` (SSE, caches), or, when they must not be lost, in a `Publication`: a Kafka
 message sent after the commit and recorded in the inbox under its own name, so a failure retries it
-(at least once; see `outbox.processing.publications_send`).
+(at least once; see `outbox.apply.publications_send`).
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from outbox.apply import event_apply
 from outbox.events import Event, OutboxMessage, event_from_row
+from outbox.fallback import outbox_fallback_run
 from outbox.handlers import Publication
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
-from outbox.processing import event_apply, inbox_purge_run, outbox_fallback_run, outbox_purge_run
+from outbox.purge import inbox_purge_run, outbox_purge_run
 from outbox.services import outbox_enqueue
 from outbox.tests.processes import ensure_topics, read_messages
 from shop.models import Category

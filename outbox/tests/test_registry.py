@@ -18,7 +18,7 @@ import django
 django.setup()
 import outbox.tasks
 from outbox.handlers import HANDLERS
-from outbox.processing import publication_steps
+from outbox.apply import publication_steps
 before = sorted(HANDLERS)
 steps = publication_steps()
 print(json.dumps({"before": before, "after": sorted(HANDLERS), "steps": steps}))
