@@ -66,6 +66,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.exceptions import RedisError
 
+from common.bulk_sql import insert_rows, update_by_pk
 from common.db import run_in_transaction
 from common.errors import (
     CacheUnavailable,
@@ -78,7 +79,6 @@ from common.errors import (
 from common.kafka import ProduceFailed, produce_and_wait, topic
 from common.sse import sse_trim
 from inventory.models import Reservation, Stock
-from orders.bulk_sql import insert_rows, update_by_pk
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
 from orders.sse_store import SseBatch, StoredEvent, sse_publish, sse_push_stored
 from shop.errors import ProductNotFound

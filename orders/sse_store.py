@@ -25,8 +25,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_eventstream.models import Event, EventCounter
 
+from common.bulk_sql import insert_rows
 from common.sse import StoredEvent, sse_publish, user_channel
-from orders.bulk_sql import insert_rows
 
 log = logging.getLogger(__name__)
 

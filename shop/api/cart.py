@@ -8,9 +8,9 @@ from rest_framework.views import APIView
 
 from common.auth import query_user_id
 from common.errors import ValidationFailed
+from common.fields import StrictBooleanField, StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import bounded_int
-from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
 from shop.models.cart import MAX_CART_LINES
 from shop.services.cart import (
     CartView,
