@@ -175,8 +175,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in config/celery.py
 
 EVENTSTREAM_REDIS = {"host": REDIS_HOST, "port": REDIS_PORT, "db": REDIS_DB}
-EVENTSTREAM_STORAGE_CLASS = "common.sse.StreamStorage"  # DjangoModelStorage without a connection per stream
-EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.UserChannelManager"
+EVENTSTREAM_STORAGE_CLASS = "common.sse.storage.StreamStorage"  # DjangoModelStorage without a connection per stream
+EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.storage.UserChannelManager"
 # Where browsers reach the ASGI SSE process, and which page origins may read it (CORS).
 SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", "http://127.0.0.1:8001").rstrip("/")
 SSE_ALLOWED_ORIGINS = env_list("SSE_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")

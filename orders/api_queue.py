@@ -15,8 +15,8 @@ from common.auth import acting_user_id
 from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
+from common.sse.views import sse_token_issue, subscribe_url
 from orders.queue import MAX_QUANTITY, queue_request_enqueue, queue_request_get
-from orders.sse import sse_token_issue, subscribe_url
 
 
 class EnqueuedOutput(serializers.Serializer):

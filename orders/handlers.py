@@ -12,10 +12,11 @@ import json
 from django.utils import timezone
 
 from common.kafka import topic
+from common.sse.notify import notify_after_commit
 from orders.models import Order
 from orders.services import order_confirm
 from outbox.events import Event, OutboxMessage
-from outbox.handlers import Publication, field_int, handles, items_of, local_day, notify_after_commit
+from outbox.handlers import Publication, field_int, handles, items_of, local_day
 from shop.services.cart import cart_remove_lines
 from shop.services.catalog import sales_record
 

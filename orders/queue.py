@@ -23,9 +23,9 @@ Consumer, `queue_process_batch`: for each product in the batch, every QUEUED row
 up to the newest row the batch names is answered, oldest first (row id = admission order), in
 chunks of one transaction each: lock the rows, lock the stock row once, allocate while stock lasts,
 bulk-create orders, order items and reservations, one guarded stock update, mark the rows
-COMPLETED / FAILED, store their SSE events (orders/sse_store.py); after commit, publish the events
-and refresh the Redis counters and sold-out flag. It only ever touches rows it finds QUEUED under
-its lock, so:
+COMPLETED / FAILED, store their SSE events (`common.sse.push.SseBatch`); after commit, publish the
+events and refresh the Redis counters and sold-out flag. It only ever touches rows it finds QUEUED
+under its lock, so:
   - a replayed batch (crash before the offset commit) finds its rows done and does nothing;
   - a message whose claim was withdrawn (it landed after the 503), or that belongs to another
     database sharing the topic, finds no row and does nothing;
@@ -77,10 +77,10 @@ from common.errors import (
     ValidationFailed,
 )
 from common.kafka import ProduceFailed, produce_and_wait, topic
-from common.sse import sse_trim
+from common.sse.push import SseBatch, StoredEvent, sse_publish, sse_push_stored
+from common.sse.storage import sse_trim
 from inventory.models import Reservation, Stock
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
-from orders.sse_store import SseBatch, StoredEvent, sse_publish, sse_push_stored
 from shop.errors import ProductNotFound
 from shop.models import PointWallet, Product
 

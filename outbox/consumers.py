@@ -7,7 +7,7 @@ makes the batch fail: the runner seeks back and retries it with back-off (messag
 are skipped by the inbox). After OUTBOX_MAX_ATTEMPTS failures of the same message (at once for a
 malformed one) it is copied to the dead-letter topic and stored as a `DeadLetter`, and the batch
 moves on. "Database or broker unreachable" counts no attempt: it is retried until they are back.
-SSE notifications run on background threads (`outbox.notify`).
+SSE notifications run on background threads (`common.sse.notify`).
 
 Subscribed by regex (checked against tansu: a topic created later is picked up after the metadata
 refresh plus one rebalance, ~4 s with the refresh at 1 s). The refresh runs every 2 s: the topics are
@@ -28,13 +28,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.kafka import ConsumerSpec, register_consumer
+from common.sse.notify import use_background_notifications
 from outbox.apply import event_apply, events_apply
 from outbox.conf import setting_int
 from outbox.dead_letters import dead_letter_record, is_permanent, is_transient
 from outbox.events import Event, MalformedEvent, dead_letter_topic, event_from_message, message_timestamp
 from outbox.metrics import CONSUMER_LAG, serve_metrics
 from outbox.models import DeadLetter, ProcessedEvent
-from outbox.notify import use_background_notifications
 
 log = logging.getLogger(__name__)
 

@@ -9,28 +9,24 @@ registry, the handler and publication types and the payload helpers; it imports 
 
 A handler's `apply(event)` runs inside the transaction that records the event in the inbox: its
 database effects commit with that record or not at all. Effects outside the database go in
-`transaction.on_commit` (SSE, caches), or, when they must not be lost, in a `Publication`: a Kafka
-message sent after the commit and recorded in the inbox under its own name, so a failure retries it
-(at least once; see `outbox.apply.publications_send`).
+`transaction.on_commit` (SSE: `common.sse.notify.notify_after_commit`; caches), or, when they must
+not be lost, in a `Publication`: a Kafka message sent after the commit and recorded in the inbox
+under its own name, so a failure retries it (at least once; see `outbox.apply.publications_send`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import autodiscover_modules
 
-from common.sse import sse_push
 from outbox.events import Event, MalformedEvent, OutboxMessage
-from outbox.notify import notify
 
 
 @dataclass(frozen=True)
@@ -74,18 +70,6 @@ def load_handlers() -> dict[str, Handler]:
         autodiscover_modules("handlers")
         _loaded.set()
     return HANDLERS
-
-
-# A notification whose effect committed just before the database went away is retried this long
-# (on the consumer's notification threads, see `outbox.notify`): a restart takes a few seconds.
-NOTIFY_RETRY_SECONDS = 30.0
-
-
-def notify_after_commit(user_id: int, event_type: str, data: dict[str, Any]) -> None:
-    """SSE `event_type` to the user once the inbox transaction committed (on the consumer's
-    notification threads, see `outbox.notify`); a failure there is logged, never undoes anything."""
-    push = functools.partial(sse_push, user_id, event_type, data, retry_seconds=NOTIFY_RETRY_SECONDS)
-    transaction.on_commit(lambda: notify(push), robust=True)
 
 
 # --- payload helpers ------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from common.sse.notify import notify_after_commit
 from outbox.events import Event
-from outbox.handlers import field_int, handles, notify_after_commit
+from outbox.handlers import field_int, handles
 
 
 @handles("CouponIssued")

@@ -24,7 +24,7 @@ from django.test import override_settings
 from django_eventstream.models import Event
 
 from common.kafka import ConsumerRunner, ensure_topics, topic
-from common.sse import user_channel
+from common.sse.storage import user_channel
 from orders.consumers import CHECKOUT_CONSUMER
 from orders.models import QueueRequest
 from orders.queue import QUEUE_TOPIC

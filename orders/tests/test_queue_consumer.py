@@ -213,7 +213,7 @@ def test_old_sse_events_are_trimmed_by_the_consumer_side():
 
     from django_eventstream.storage import EVENT_TIMEOUT
 
-    from common.sse import sse_trim
+    from common.sse.storage import sse_trim
 
     product = flash_product(stock=5)
     users = bulk_users(2)
