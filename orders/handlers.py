@@ -11,17 +11,17 @@ import json
 
 from django.utils import timezone
 
-from common.kafka import topic
+from common.kafka import OutgoingMessage, topic
 from common.sse.notify import notify_after_commit
 from orders.models import Order
 from orders.services import order_confirm
-from outbox.events import Event, OutboxMessage
+from outbox.events import Event
 from outbox.handlers import Publication, field_int, handles, items_of, local_day
 from shop.services.cart import cart_remove_lines
 from shop.services.catalog import sales_record
 
 
-def data_platform_message(event: Event) -> OutboxMessage:
+def data_platform_message(event: Event) -> OutgoingMessage:
     """One message per paid order on `<prefix>.data-platform`, keyed by order id; `eventId` lets the
     data platform drop the rare duplicate (see `outbox.apply.publications_send`)."""
     p = event.payload
@@ -36,7 +36,7 @@ def data_platform_message(event: Event) -> OutboxMessage:
         "items": p.get("items") or [],
         "paidAt": p.get("paidAt"),
     }
-    return OutboxMessage(
+    return OutgoingMessage(
         topic=topic("data-platform"),
         key=str(order_id).encode(),
         value=json.dumps(body, separators=(",", ":")).encode(),

@@ -76,7 +76,7 @@ from common.errors import (
     NotFound,
     ValidationFailed,
 )
-from common.kafka import ProduceFailed, produce_and_wait, topic
+from common.kafka import OutgoingMessage, ProduceFailed, produce_and_wait, topic
 from common.sse.push import SseBatch, StoredEvent, sse_publish, sse_push_stored
 from common.sse.storage import sse_trim
 from inventory.models import Reservation, Stock
@@ -201,7 +201,9 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     """Produce the request's message and wait for the ack (withdraw it without one), then push
     `checkout-queued`."""
     try:
-        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
+        produce_and_wait(
+            OutgoingMessage(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
+        )
     except ProduceFailed as exc:
         served = _withdraw(request)
         if served is None:
@@ -513,7 +515,7 @@ def queue_wake(*, product_id: int) -> None:
     whose message never left). Raises QueueUnavailable if the broker does not acknowledge."""
     value = json.dumps({"type": "wake", "productId": product_id}).encode()
     try:
-        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{product_id}", value=value)
+        produce_and_wait(OutgoingMessage(topic(QUEUE_TOPIC), key=f"product:{product_id}", value=value))
     except ProduceFailed as exc:
         raise QueueUnavailable() from exc
 

@@ -13,15 +13,11 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Message
-
 from common.db import run_in_transaction
-from common.kafka import ProduceFailed, get_producer, reset_producer
-from outbox.events import Event, OutboxMessage
+from common.kafka import produce_and_wait
+from outbox.events import Event
 from outbox.handlers import Handler, Publication, load_handlers
 from outbox.metrics import EVENTS
 from outbox.models import ProcessedEvent
@@ -71,7 +67,7 @@ def publications_send(items: Sequence[tuple[Event, Publication]]) -> int:
     todo = [(event, publication) for event, publication in items if (publication.name, event.id) not in sent]
     if not todo:
         return 0
-    produce_all([publication.build(event) for event, publication in todo])
+    produce_and_wait(*(publication.build(event) for event, publication in todo), timeout=PUBLISH_TIMEOUT_SECONDS)
     ProcessedEvent.objects.bulk_create(
         [ProcessedEvent(consumer=publication.name, event_id=event.id) for event, publication in todo],
         ignore_conflicts=True,
@@ -79,46 +75,8 @@ def publications_send(items: Sequence[tuple[Event, Publication]]) -> int:
     return len(todo)
 
 
-def produce_all(messages: Sequence[OutboxMessage], *, timeout: float = 5.0) -> None:
-    """Produce `messages` on the shared producer and wait until the broker acknowledged every one
-    (one wait for all, not one per message). Raises ProduceFailed otherwise."""
-    if not messages:
-        return
-    producer = get_producer()
-    errors: list[KafkaError] = []
-    remaining = [len(messages)]
-    lock, done = threading.Lock(), threading.Event()
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:  # on whichever thread polls
-        with lock:
-            remaining[0] -= 1
-            if err is not None:
-                errors.append(err)
-            if remaining[0] == 0:
-                done.set()
-
-    try:
-        for message in messages:
-            producer.produce(
-                message.topic, key=message.key, value=message.value, headers=message.headers, on_delivery=on_delivery
-            )
-    except (BufferError, KafkaException) as exc:
-        producer.flush(timeout)
-        raise ProduceFailed(str(exc)) from exc
-    deadline = time.monotonic() + timeout
-    while not done.is_set() and time.monotonic() < deadline:
-        try:
-            producer.poll(0.01)
-        except (KafkaException, SystemError) as exc:  # fatal idempotent-producer state
-            reset_producer()
-            raise ProduceFailed(str(exc)) from exc
-    if not done.is_set():
-        raise ProduceFailed(f"{remaining[0]} of {len(messages)} messages not acknowledged in time")
-    if errors:
-        # A fresh producer for the retry: tansu answers PRODUCER_FENCED (seen here under load, not
-        # flagged fatal) to an idempotent producer, after which the old one fails every message.
-        reset_producer()
-        raise ProduceFailed(str(errors[0]))
+# How long applying an event waits for the broker to acknowledge its publications (or a dead letter).
+PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
 def publication_steps() -> dict[str, list[str]]:

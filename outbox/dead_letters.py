@@ -11,9 +11,9 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from common.kafka import ProduceFailed
-from outbox.apply import event_apply, produce_all
-from outbox.events import Event, MalformedEvent, OutboxMessage, canonical_event_id, dead_letter_topic, event_from_parts
+from common.kafka import OutgoingMessage, ProduceFailed, produce_and_wait
+from outbox.apply import PUBLISH_TIMEOUT_SECONDS, event_apply
+from outbox.events import Event, MalformedEvent, canonical_event_id, dead_letter_topic, event_from_parts
 from outbox.metrics import DEAD_LETTERED
 from outbox.models import DeadLetter
 
@@ -38,7 +38,10 @@ def dead_letter_record(
         ("dlqOffset", str(msg.offset()).encode()),
         ("dlqAttempts", str(attempts).encode()),
     ]
-    produce_all([OutboxMessage(dead_letter_topic(), msg.key() or b"", msg.value() or b"", dlq_headers)])
+    produce_and_wait(
+        OutgoingMessage(dead_letter_topic(), msg.key() or b"", msg.value() or b"", dlq_headers),
+        timeout=PUBLISH_TIMEOUT_SECONDS,
+    )
     with transaction.atomic():
         dead, _ = DeadLetter.objects.update_or_create(
             consumer=consumer,

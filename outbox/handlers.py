@@ -26,7 +26,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import autodiscover_modules
 
-from outbox.events import Event, MalformedEvent, OutboxMessage
+from common.kafka import OutgoingMessage
+from outbox.events import Event, MalformedEvent
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Publication:
     """A follow-up message an event causes, sent after the effect committed, at least once."""
 
     name: str  # the inbox "consumer" that records it was sent
-    build: Callable[[Event], OutboxMessage]
+    build: Callable[[Event], OutgoingMessage]
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,9 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import HeartbeatLogEvent, XidEvent
 from pymysqlreplication.row_event import WriteRowsEvent
 
-from common.kafka import GuardedProducer
+from common.kafka import GuardedProducer, OutgoingMessage
 from outbox.conf import setting, setting_float, setting_int
-from outbox.events import OutboxMessage, outbox_message
+from outbox.events import outbox_message
 from outbox.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_LEADER, RELAY_RESTARTS
 from outbox.models import OutboxEvent, RelayCheckpoint
 
@@ -286,7 +286,7 @@ class Relay:
         txn.outstanding += 1
         self._produce(message, on_delivery, txn)
 
-    def _produce(self, message: OutboxMessage, on_delivery, txn: Transaction) -> None:
+    def _produce(self, message: OutgoingMessage, on_delivery, txn: Transaction) -> None:
         while True:
             try:
                 self.producer.produce(
@@ -462,7 +462,7 @@ def _reason(exc: BaseException) -> str:
     return "error"
 
 
-def _log_skipped(message: OutboxMessage, err: KafkaError) -> None:
+def _log_skipped(message: OutgoingMessage, err: KafkaError) -> None:
     RELAY_EVENTS.labels("skipped").inc()
     log.error(
         "outbox relay: cannot publish event %s to %r (%s); the fallback will apply it",

@@ -8,8 +8,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from common.kafka import OutgoingMessage
 from outbox.apply import event_apply
-from outbox.events import Event, OutboxMessage, event_from_row
+from outbox.events import Event, event_from_row
 from outbox.fallback import outbox_fallback_run
 from outbox.handlers import Publication
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
@@ -102,8 +103,8 @@ def publication_topic(settings):
 def test_a_publication_is_sent_once_and_retried_until_sent(register_handler, publication_topic):
     target = {"topic": "invalid topic name!"}
 
-    def build(event: Event) -> OutboxMessage:
-        return OutboxMessage(
+    def build(event: Event) -> OutgoingMessage:
+        return OutgoingMessage(
             target["topic"], b"k", json.dumps(event.payload).encode(), [("eventId", event.id.encode())]
         )
 
@@ -189,8 +190,8 @@ def test_fallback_leaves_dead_letters_to_the_operator(register_handler):
 
 @pytest.mark.django_db
 def test_fallback_sends_a_publication_that_was_not_recorded(register_handler, publication_topic):
-    def build(event: Event) -> OutboxMessage:
-        return OutboxMessage(publication_topic, b"k", json.dumps(event.payload).encode(), [])
+    def build(event: Event) -> OutgoingMessage:
+        return OutgoingMessage(publication_topic, b"k", json.dumps(event.payload).encode(), [])
 
     register_handler("TestCreated", create_category, publications=[Publication("outbox.test-feed", build)])
     row = enqueue("TestCreated", age=90, name="x")
