@@ -7,11 +7,12 @@ import logging
 from typing import Any
 
 from confluent_kafka import Message
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from common.kafka import OutgoingMessage, ProduceFailed, produce_and_wait
+from common.mysql import is_connection_lost
 from outbox.apply import PUBLISH_TIMEOUT_SECONDS, event_apply
 from outbox.events import Event, MalformedEvent, canonical_event_id, dead_letter_topic, event_from_parts
 from outbox.metrics import DEAD_LETTERED
@@ -83,10 +84,6 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, MalformedEvent)
 
 
-# Connection-level errors: the database is down or restarting (a lock timeout or deadlock is not one).
-CONNECTION_ERRORS = {1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
-
-
 def is_transient(exc: BaseException) -> bool:
     """The database or the broker is unreachable: retrying later is the only thing to do, and
     dead-lettering would not help (nor could it be stored). Such failures count no attempt."""
@@ -94,7 +91,7 @@ def is_transient(exc: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, InterfaceError | ProduceFailed):
             return True
-        if isinstance(seen, OperationalError) and seen.args and seen.args[0] in CONNECTION_ERRORS:
+        if is_connection_lost(seen):
             return True
         seen = seen.__cause__
     return False

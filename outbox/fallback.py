@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
+from common.mysql import named_lock
 from outbox.apply import event_apply, publication_steps
 from outbox.conf import setting_float, setting_int
 from outbox.events import event_from_row
@@ -94,17 +93,3 @@ def _fallback_apply(row: OutboxEvent, report: FallbackReport) -> bool:
     else:
         report.duplicates += 1
     return True
-
-
-@contextmanager
-def named_lock(name: str) -> Iterator[bool]:
-    """A MariaDB/MySQL user lock on the default connection, not waiting: yields whether it was got."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT GET_LOCK(%s, 0)", [name[:64]])
-        acquired = cursor.fetchone()[0] == 1
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", [name[:64]])

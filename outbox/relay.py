@@ -49,6 +49,7 @@ from pymysqlreplication.event import HeartbeatLogEvent, XidEvent
 from pymysqlreplication.row_event import WriteRowsEvent
 
 from common.kafka import GuardedProducer, OutgoingMessage
+from common.mysql import BINLOG_GONE, error_code, lock_acquire, lock_held
 from outbox.conf import setting, setting_float, setting_int
 from outbox.events import outbox_message
 from outbox.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_LEADER, RELAY_RESTARTS
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 LOCK_CHECK_SECONDS = 1.0
 IDLE_CHECKPOINT_SECONDS = 60.0
-BINLOG_GONE = 1236  # "could not find first log file" / position beyond the file: the binlog moved on
 # Delivery errors no retry can fix (a bad topic name, a message too large): the row is skipped and
 # logged; the fallback applies it from the table.
 PERMANENT_DELIVERY_ERRORS = {
@@ -182,7 +182,7 @@ class Relay:
         try:
             announced = False
             while not self.stopping.is_set():
-                if self._query_one(lock_conn, "SELECT GET_LOCK(%s, 1)", self.lock_name) == 1:
+                if lock_acquire(self.lock_name, wait=1, conn=lock_conn):
                     break
                 if not announced:
                     log.info("outbox relay: another relay holds %r; standing by", self.lock_name)
@@ -206,10 +206,10 @@ class Relay:
             return
         self.lock_checked = time.monotonic()
         try:
-            holds = self._query_one(self.lock_conn, "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", self.lock_name)
+            holds = lock_held(self.lock_name, conn=self.lock_conn)
         except pymysql.Error as exc:
             raise LostLeadership(f"lock connection failed: {exc}") from exc
-        if holds != 1:
+        if not holds:
             raise LostLeadership("the single-relay lock is no longer ours")
 
     # --- one run from the checkpoint --------------------------------------------------------
@@ -415,13 +415,6 @@ class Relay:
             write_timeout=10,
         )
 
-    @staticmethod
-    def _query_one(conn: pymysql.Connection, sql: str, *params: Any) -> Any:
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        return row[0] if row else None
-
 
 def _binlog_status(conn: pymysql.Connection) -> tuple | None:
     """The current binlog file and position. MySQL 8.4 removed SHOW MASTER STATUS for SHOW BINARY
@@ -453,7 +446,7 @@ def _aware(value: Any) -> dt.datetime | None:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == BINLOG_GONE:
+    if isinstance(exc, pymysql.err.OperationalError) and error_code(exc) == BINLOG_GONE:
         return "binlog_gone"
     if isinstance(exc, DeliveryFailed | KafkaException):
         return "broker"
