@@ -30,7 +30,6 @@ from django.utils import timezone
 from common.kafka import ConsumerSpec, register_consumer
 from common.sse.notify import use_background_notifications
 from outbox.apply import event_apply, events_apply
-from outbox.conf import setting_int
 from outbox.dead_letters import dead_letter_record, is_permanent, is_transient
 from outbox.events import Event, MalformedEvent, dead_letter_topic, event_from_message, message_timestamp
 from outbox.metrics import CONSUMER_LAG, serve_metrics
@@ -50,7 +49,7 @@ class OutboxBatchHandler:
 
     def __init__(self, consumer: str = ProcessedEvent.OUTBOX_CONSUMER):
         self.consumer = consumer
-        self.max_attempts = setting_int("OUTBOX_MAX_ATTEMPTS")
+        self.max_attempts = settings.OUTBOX_MAX_ATTEMPTS
         self.attempts: dict[Coordinates, int] = {}
         self._started = False
 

@@ -8,12 +8,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from common.mysql import named_lock
 from outbox.apply import event_apply, publication_steps
-from outbox.conf import setting_float, setting_int
 from outbox.events import event_from_row
 from outbox.metrics import FALLBACK_APPLIED
 from outbox.models import FallbackWatermark, OutboxEvent, ProcessedEvent
@@ -41,9 +41,9 @@ def outbox_fallback_run(*, now: dt.datetime | None = None) -> FallbackReport:
     Dead-lettered events are the operator's (admin replay). One run at a time (a named DB lock).
     """
     now = now or timezone.now()
-    cutoff = now - dt.timedelta(seconds=setting_float("OUTBOX_FALLBACK_AFTER_SECONDS"))
-    rewind = dt.timedelta(seconds=setting_float("OUTBOX_FALLBACK_REWIND_SECONDS"))
-    batch = setting_int("OUTBOX_FALLBACK_BATCH")
+    cutoff = now - dt.timedelta(seconds=settings.OUTBOX_FALLBACK_AFTER_SECONDS)
+    rewind = dt.timedelta(seconds=settings.OUTBOX_FALLBACK_REWIND_SECONDS)
+    batch = settings.OUTBOX_FALLBACK_BATCH
     report = FallbackReport()
     with named_lock(f"outbox_fallback:{connection.settings_dict['NAME']}") as acquired:
         if not acquired:

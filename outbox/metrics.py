@@ -15,12 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db import DatabaseError
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from outbox.conf import setting, setting_float, setting_int
 from outbox.selectors import outbox_state, relay_pending_seconds
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class OutboxStateCollector(Collector):
 def relay_lag_warning() -> str | None:
     """A /readyz warning when an outbox row has waited for the relay longer than the limit."""
     pending = relay_pending_seconds()
-    limit = setting_float("OUTBOX_RELAY_LAG_WARN_SECONDS")
+    limit = settings.OUTBOX_RELAY_LAG_WARN_SECONDS
     if pending is not None and pending > limit:
         return f"outbox relay is {pending:.0f} s behind (limit {limit:.0f} s); the fallback applies events meanwhile"
     return None
@@ -109,8 +109,8 @@ def install() -> None:
 
 def serve_metrics(setting_name: str, port: int | None = None) -> None:
     """Serve this process's registry on `port` (or the setting) if one is given."""
-    port = port if port is not None else setting_int(setting_name)
+    port = port if port is not None else getattr(settings, setting_name)
     if port:
-        addr = str(setting("OUTBOX_METRICS_ADDR"))
+        addr = settings.OUTBOX_METRICS_ADDR
         start_http_server(port, addr=addr)
         log.info("metrics on http://%s:%d/metrics", addr, port)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from outbox.apply import publication_steps
-from outbox.conf import setting_float
 from outbox.models import DeadLetter, OutboxEvent, ProcessedEvent
 from outbox.selectors import fallback_watermark, recorded_sql
 
@@ -19,7 +19,7 @@ def outbox_purge_run(*, now: dt.datetime | None = None, batch_size: int = 1000) 
     """Delete outbox rows older than OUTBOX_PURGE_AFTER_DAYS that the inbox recorded (with every
     publication of their type). Unapplied and dead-lettered rows stay. Returns the number deleted."""
     now = now or timezone.now()
-    cutoff = now - dt.timedelta(days=setting_float("OUTBOX_PURGE_AFTER_DAYS"))
+    cutoff = now - dt.timedelta(days=settings.OUTBOX_PURGE_AFTER_DAYS)
     table = OutboxEvent._meta.db_table
     done = [recorded_sql(table)]
     params: list[Any] = [connection.ops.adapt_datetimefield_value(cutoff), ProcessedEvent.OUTBOX_CONSUMER]
@@ -60,9 +60,9 @@ def inbox_purge_run(*, now: dt.datetime | None = None, batch_size: int = 5000) -
     if position is None:
         return 0
     cutoff = min(
-        now - dt.timedelta(days=setting_float("OUTBOX_INBOX_RETENTION_DAYS")),
-        now - dt.timedelta(days=setting_float("OUTBOX_PURGE_AFTER_DAYS")),
-        position - dt.timedelta(seconds=setting_float("OUTBOX_FALLBACK_REWIND_SECONDS")),
+        now - dt.timedelta(days=settings.OUTBOX_INBOX_RETENTION_DAYS),
+        now - dt.timedelta(days=settings.OUTBOX_PURGE_AFTER_DAYS),
+        position - dt.timedelta(seconds=settings.OUTBOX_FALLBACK_REWIND_SECONDS),
     )
     inbox, dead = ProcessedEvent._meta.db_table, DeadLetter._meta.db_table
     sql = (

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import random
 import threading
 import time
@@ -50,7 +49,6 @@ from pymysqlreplication.row_event import WriteRowsEvent
 
 from common.kafka import GuardedProducer, OutgoingMessage
 from common.mysql import BINLOG_GONE, error_code, lock_acquire, lock_held
-from outbox.conf import setting, setting_float, setting_int
 from outbox.events import outbox_message
 from outbox.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_LEADER, RELAY_RESTARTS
 from outbox.models import OutboxEvent, RelayCheckpoint
@@ -126,10 +124,10 @@ class Relay:
         self.schema = db["NAME"]
         self.table = OutboxEvent._meta.db_table
         self.lock_name = f"outbox_relay:{self.schema}"[:64]
-        self.server_id = server_id or setting_int("OUTBOX_RELAY_SERVER_ID") or random.randint(1_000_000, 2**31 - 1)
-        self.heartbeat = heartbeat or setting_float("OUTBOX_RELAY_HEARTBEAT_SECONDS")
-        self.checkpoint_every = setting_float("OUTBOX_RELAY_CHECKPOINT_SECONDS")
-        if getattr(settings, "PRODUCTION", False) and not os.environ.get("CDC_DB_PASSWORD"):
+        self.server_id = server_id or settings.OUTBOX_RELAY_SERVER_ID or random.randint(1_000_000, 2**31 - 1)
+        self.heartbeat = heartbeat or settings.OUTBOX_RELAY_HEARTBEAT_SECONDS
+        self.checkpoint_every = settings.OUTBOX_RELAY_CHECKPOINT_SECONDS
+        if settings.PRODUCTION and not settings.CDC_DB_PASSWORD:
             raise ImproperlyConfigured("CDC_DB_USER/CDC_DB_PASSWORD (the replication user) must be set in production")
         self.stopping = threading.Event()
         self.failure: KafkaError | None = None
@@ -221,7 +219,7 @@ class Relay:
         # A new producer for every run: the one of a failed run may hold a producer id the broker
         # forgot (a restarted tansu keeps none), and would never deliver again.
         self.producer = GuardedProducer(
-            **{"message.timeout.ms": setting_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS"), "linger.ms": 1}
+            **{"message.timeout.ms": settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_MS, "linger.ms": 1}
         )
         self.producer.warm_up()  # a delivered warm-up lets it notice a broker restart while idle
         stream = BinLogStreamReader(
@@ -341,7 +339,7 @@ class Relay:
         return Position(row.log_file, row.log_pos) if row else None
 
     def start_at_binlog_end(self) -> Position:
-        cdc = self._connect(str(setting("CDC_DB_USER")), str(setting("CDC_DB_PASSWORD")))
+        cdc = self._connect(settings.CDC_DB_USER, settings.CDC_DB_PASSWORD)
         try:
             status = _binlog_status(cdc)
         finally:
@@ -395,8 +393,8 @@ class Relay:
         return {
             "host": self.db["HOST"] or "127.0.0.1",
             "port": int(self.db["PORT"] or 3306),
-            "user": str(setting("CDC_DB_USER")),
-            "passwd": str(setting("CDC_DB_PASSWORD")),
+            "user": settings.CDC_DB_USER,
+            "passwd": settings.CDC_DB_PASSWORD,
             "connect_timeout": 3,
             # A silent server is noticed: heartbeats arrive every `heartbeat` s when idle.
             "read_timeout": max(5, int(self.heartbeat * 10)),

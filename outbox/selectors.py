@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Min
 from django.utils import timezone
 
-from outbox.conf import setting_float
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent, RelayCheckpoint
 
 INBOX = ProcessedEvent._meta.db_table
@@ -164,5 +164,5 @@ def oldest_unapplied(now: dt.datetime) -> dt.datetime | None:
     if position is None:
         since = now - dt.timedelta(days=1)
     else:
-        since = position - dt.timedelta(seconds=setting_float("OUTBOX_FALLBACK_REWIND_SECONDS"))
+        since = position - dt.timedelta(seconds=settings.OUTBOX_FALLBACK_REWIND_SECONDS)
     return oldest_unapplied_created_at(consumer=ProcessedEvent.OUTBOX_CONSUMER, created_from=since)
