@@ -5,7 +5,6 @@
 - `registry`: `ConsumerSpec`, `register_consumer`, `load_consumers`;
 - `runner`: `ConsumerRunner` (`manage.py run_consumer <name>`) and helpers for consumed messages.
 
-
 Consumers are declared once, next to their domain code (`orders/consumers.py`,
 `outbox/consumers.py`), and run by one command: `manage.py run_consumer <name>`.
 
