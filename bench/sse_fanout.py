@@ -10,13 +10,13 @@ Per run and connection count C, the script:
    with this environment (DJANGO_ENV=local by default: MariaDB 3307, Redis 6380), and opens one warm-up
    stream so Django and the Redis listener are loaded;
 2. reads the process's VmRSS, then opens C streams (`GET /api/sse/subscribe/<id>?token=...`, tokens from
-   orders.sse.sse_token_issue, users 1..--users of the seeded demo data; above that, several streams per
+   common.sse.views.sse_token_issue, users 1..--users of the seeded demo data; above that, several streams per
    user) with raw asyncio sockets and waits for each `stream-open`: connections held, RSS per connection,
    MariaDB connections per stream (Threads_connected before/after). Each open stream pins one DB
    connection (Django runs each ASGI request's sync code in a thread of its own, and the connection lives
    until the stream ends), so a C that would leave fewer than --db-margin of the MariaDB's max_connections
    free is skipped: the DB is shared;
-3. publishes events of type `bench-fanout` with the real common.sse.sse_push at --rate events/s for
+3. publishes events of type `bench-fanout` with the real common.sse.push.sse_push at --rate events/s for
    --seconds, round robin over the connected users, from a thread of this process; every event carries
    its publish time (wall clock, same host);
 4. waits for the deliveries to drain, then reports: deliveries expected/received/lost, delivery latency
@@ -191,7 +191,7 @@ def publish(user_ids: list[int], rate: float, seconds: float, tag: str, pushed: 
     """sse_push at a fixed schedule; appends (seq, user id, push duration) to `pushed`."""
     from django.db import connection
 
-    from common.sse import sse_push
+    from common.sse.push import sse_push
 
     try:
         total = int(rate * seconds)
@@ -233,7 +233,7 @@ def count_channel_messages(stop_event: threading.Event, counts: dict) -> None:
 
 
 async def open_streams(port: int, user_ids: list[int], tag: str, concurrency: int) -> tuple[list, list]:
-    from orders.sse import sse_token_issue
+    from common.sse.views import sse_token_issue
 
     streams = [Stream(port, uid, sse_token_issue(user_id=uid), tag) for uid in user_ids]
     tasks = []
@@ -261,7 +261,7 @@ async def measure(connections: int, args, run: int) -> dict:
     room = max_connections - connected - args.db_margin
     needs = math.ceil(connections * DB_PER_STREAM[0])
     if needs > room:
-        # If open streams pin DB connections (they did before common.sse.StreamStorage), more would
+        # If open streams pin DB connections (they did before common.sse.storage.StreamStorage), more would
         # exhaust the shared MariaDB. The estimate is what the previous measurement found (1 at first).
         return {"run": run, "connections": connections, "skipped": f"needs ~{needs} DB connections, room {room}"}
     tag = uuid.uuid4().hex[:12]

@@ -22,10 +22,9 @@ from common.errors import (
     DependencyUnavailable,
     DomainError,
 )
+from common.mysql import LOCK_CONFLICT_CODES, error_code
 
 log = logging.getLogger(__name__)
-
-LOCK_CONFLICT_CODES = {1205, 1213}  # lock wait timeout, deadlock
 
 
 def error_body(code: str, message: str, data: Any = None) -> dict[str, Any]:
@@ -37,8 +36,7 @@ def dependency_error(exc: BaseException) -> DependencyUnavailable | None:
     if isinstance(exc, DependencyUnavailable):
         return exc
     if isinstance(exc, OperationalError | InterfaceError):
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        return BusyRetry() if code in LOCK_CONFLICT_CODES else DatabaseUnavailable()
+        return BusyRetry() if error_code(exc) in LOCK_CONFLICT_CODES else DatabaseUnavailable()
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return CacheUnavailable()
     return None

@@ -30,6 +30,7 @@ from typing import ParamSpec, TypeVar
 from django.db import OperationalError, connection, transaction
 
 from common.errors import BusyRetry
+from common.mysql import is_lock_conflict
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 RETRY_DELAYS = (0.05, 0.10, 0.15)
-LOCK_CONFLICT_CODES = {1205, 1213}
-
-
-def is_lock_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) and bool(exc.args) and exc.args[0] in LOCK_CONFLICT_CODES
 
 
 def run_in_transaction(fn: Callable[[], R], *, retries: bool = True) -> R:

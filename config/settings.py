@@ -28,7 +28,13 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int) -> int:
-    return int(env(name, str(default)))
+    raw = env(name).strip()
+    return int(raw) if raw else default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = env(name).strip()
+    return float(raw) if raw else default
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -195,8 +201,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in config/celery.py
 
 EVENTSTREAM_REDIS = {"host": REDIS_HOST, "port": REDIS_PORT, "db": REDIS_DB}
-EVENTSTREAM_STORAGE_CLASS = "common.sse.StreamStorage"  # DjangoModelStorage without a connection per stream
-EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.UserChannelManager"
+EVENTSTREAM_STORAGE_CLASS = "common.sse.storage.StreamStorage"  # DjangoModelStorage without a connection per stream
+EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.storage.UserChannelManager"
 # Where browsers reach the SSE stream: the API's own origin (the proxy sends /api/sse/ to the ASGI
 # process), and which page origins may read the ASGI process directly on its port (CORS).
 SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", f"http://127.0.0.1:{env('WEB_PORT', '8000')}").rstrip("/")
@@ -215,6 +221,33 @@ KAFKA_CONSUMER_CONFIG = {
 }
 KAFKA_PRODUCE_TIMEOUT_MS = env_int("KAFKA_PRODUCE_TIMEOUT_MS", 1000)  # how long a request waits for the ack
 KAFKA_MESSAGE_TIMEOUT_MS = env_int("KAFKA_MESSAGE_TIMEOUT_MS", 5000)  # how long librdkafka keeps retrying
+
+# --- Outbox (CDC relay, consumer, fallback, purges) ------------------------------------------
+# The relay's replication user. Production names its own: the relay refuses to start without it.
+CDC_DB_USER = env("CDC_DB_USER", "cdc")
+CDC_DB_PASSWORD = env("CDC_DB_PASSWORD") or ("" if PRODUCTION else "cdc")
+# Fallback: apply events the inbox has not recorded this many seconds after their creation...
+OUTBOX_FALLBACK_AFTER_SECONDS = env_int("OUTBOX_FALLBACK_AFTER_SECONDS", 30)
+# ... and look this far behind its watermark again (a transaction that committed late).
+OUTBOX_FALLBACK_REWIND_SECONDS = env_int("OUTBOX_FALLBACK_REWIND_SECONDS", 120)
+OUTBOX_FALLBACK_BATCH = env_int("OUTBOX_FALLBACK_BATCH", 500)  # outbox rows per fallback query
+# Purge: outbox rows older than this that every consumer step recorded.
+OUTBOX_PURGE_AFTER_DAYS = env_int("OUTBOX_PURGE_AFTER_DAYS", 7)
+# Inbox purge: processed-event records older than this. Must exceed the broker's retention of the
+# events (Kafka's default is 7 days): a redelivered event whose record is gone is applied again.
+OUTBOX_INBOX_RETENTION_DAYS = env_int("OUTBOX_INBOX_RETENTION_DAYS", 14)
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 5)  # consumer attempts before a message is dead-lettered
+# Relay: replication client id (unique among the server's replicas; 0 = a random one per start).
+OUTBOX_RELAY_SERVER_ID = env_int("OUTBOX_RELAY_SERVER_ID", 0)
+OUTBOX_RELAY_HEARTBEAT_SECONDS = env_float("OUTBOX_RELAY_HEARTBEAT_SECONDS", 0.5)
+OUTBOX_RELAY_CHECKPOINT_SECONDS = env_float("OUTBOX_RELAY_CHECKPOINT_SECONDS", 0.2)
+OUTBOX_RELAY_DELIVERY_TIMEOUT_MS = env_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS", 30_000)
+# Prometheus endpoints of the relay and the consumer processes (0 = none), on this address.
+OUTBOX_RELAY_METRICS_PORT = env_int("OUTBOX_RELAY_METRICS_PORT", 0)
+OUTBOX_CONSUMER_METRICS_PORT = env_int("OUTBOX_CONSUMER_METRICS_PORT", 0)
+OUTBOX_METRICS_ADDR = env("OUTBOX_METRICS_ADDR", "127.0.0.1")
+# /readyz warns when an outbox event has waited longer than this for the relay.
+OUTBOX_RELAY_LAG_WARN_SECONDS = env_int("OUTBOX_RELAY_LAG_WARN_SECONDS", 30)
 
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -10,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from common import health
 
 urlpatterns = [
-    path("api/sse/", include("orders.sse_urls")),
+    path("api/sse/", include("common.sse.urls")),
     path("healthz", csrf_exempt(health.healthz)),
 ]
 

@@ -24,10 +24,10 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Expression, F, Value
 
+from common.bulk_sql import insert_rows
 from common.db import use_case
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, Stock
-from orders.bulk_sql import insert_rows
 
 
 def _require_transaction() -> None:

@@ -7,13 +7,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.auth import acting_user_id, query_user_id
+from common.fields import StrictBooleanField, StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID, cursor_page, cursor_params
 from orders.errors import InvalidItems
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import LineRequest, checkout_initiate, order_cancel
-from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
 from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES
 
 

@@ -11,12 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.auth import acting_user_id
+from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
+from common.sse.views import sse_token_issue, subscribe_url
 from orders.queue.admission import queue_request_enqueue
 from orders.selectors import queue_request_get
-from orders.sse import sse_token_issue, subscribe_url
-from shop.api.strict_fields import StrictIntegerField
 from shop.pricing import MAX_QUEUE_QUANTITY
 
 

@@ -5,9 +5,9 @@ meanwhile does nothing)."""
 from django.contrib import admin, messages
 
 from common.admin import ReadOnlyAdminMixin
-from outbox.metrics import outbox_state
+from outbox.dead_letters import dead_letter_replay
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent, RelayCheckpoint
-from outbox.processing import dead_letter_replay
+from outbox.selectors import outbox_state
 
 
 @admin.register(OutboxEvent)

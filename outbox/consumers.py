@@ -1,13 +1,13 @@
 """The outbox consumer (`manage.py run_consumer outbox`): applies every `<prefix>.events.*` message once.
 
 Each event's id is recorded in the inbox in the transaction that applies its handler
-(`outbox.processing`); a chunk of up to 100 messages of a poll shares one transaction (throughput:
+(`outbox.apply`); a chunk of up to 100 messages of a poll shares one transaction (throughput:
 one commit per chunk). If a chunk fails, its messages are applied one by one; a failing message
 makes the batch fail: the runner seeks back and retries it with back-off (messages already applied
 are skipped by the inbox). After OUTBOX_MAX_ATTEMPTS failures of the same message (at once for a
 malformed one) it is copied to the dead-letter topic and stored as a `DeadLetter`, and the batch
 moves on. "Database or broker unreachable" counts no attempt: it is retried until they are back.
-SSE notifications run on background threads (`outbox.notify`).
+SSE notifications run on background threads (`common.sse.notify`).
 
 Subscribed by regex (checked against tansu: a topic created later is picked up after the metadata
 refresh plus one rebalance, ~4 s with the refresh at 1 s). The refresh runs every 2 s: the topics are
@@ -28,12 +28,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.kafka import ConsumerSpec, register_consumer
-from outbox.conf import setting_int
+from common.sse.notify import use_background_notifications
+from outbox.apply import event_apply, events_apply
+from outbox.dead_letters import dead_letter_record, is_permanent, is_transient
 from outbox.events import Event, MalformedEvent, dead_letter_topic, event_from_message, message_timestamp
 from outbox.metrics import CONSUMER_LAG, serve_metrics
-from outbox.models import DeadLetter
-from outbox.notify import use_background_notifications
-from outbox.processing import INBOX_CONSUMER, dead_letter_record, event_apply, events_apply, is_permanent, is_transient
+from outbox.models import DeadLetter, ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ class OutboxBatchHandler:
 
     chunk = 100
 
-    def __init__(self, consumer: str = INBOX_CONSUMER):
+    def __init__(self, consumer: str = ProcessedEvent.OUTBOX_CONSUMER):
         self.consumer = consumer
-        self.max_attempts = setting_int("OUTBOX_MAX_ATTEMPTS")
+        self.max_attempts = settings.OUTBOX_MAX_ATTEMPTS
         self.attempts: dict[Coordinates, int] = {}
         self._started = False
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
-from common.kafka import header, topic
+from common.kafka import OutgoingMessage, header, topic
 
 
 class MalformedEvent(ValueError):
@@ -31,16 +31,6 @@ class Event:
     aggregate_type: str
     aggregate_id: str
     payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A Kafka message exactly as Debezium's outbox event router would publish the row."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 def canonical_event_id(raw: bytes | str | uuid.UUID) -> str:
@@ -63,14 +53,15 @@ def canonical_event_id(raw: bytes | str | uuid.UUID) -> str:
         return text
 
 
-def outbox_message(row: dict[str, Any]) -> OutboxMessage:
-    """The message for one outbox row as the binlog gives it (JSON columns arrive as text)."""
+def outbox_message(row: dict[str, Any]) -> OutgoingMessage:
+    """The message for one outbox row as the binlog gives it (JSON columns arrive as text), exactly as
+    Debezium's outbox event router would publish the row."""
     event_id = canonical_event_id(binlog_uuid(row["id"]))
     aggregate_type = str(row["aggregatetype"])
     payload = row["payload"]
     if not isinstance(payload, str | bytes):
         payload = json.dumps(payload, separators=(",", ":"))
-    return OutboxMessage(
+    return OutgoingMessage(
         topic=events_topic(aggregate_type),
         key=str(row["aggregateid"]).encode(),
         value=payload.encode() if isinstance(payload, str) else payload,

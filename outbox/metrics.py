@@ -10,19 +10,18 @@ Two kinds:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from outbox.conf import setting, setting_float, setting_int
+from outbox.selectors import outbox_state, relay_pending_seconds
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,6 @@ CONSUMER_LAG = Histogram(
 EVENTS = Counter("outbox_events_total", "Outbox events handled", ["source", "result"])
 DEAD_LETTERED = Counter("outbox_dead_lettered_total", "Messages moved to the dead letters", ["consumer"])
 FALLBACK_APPLIED = Counter("outbox_fallback_events_total", "Events the fallback applied", ["result"])
-
-INBOX_CONSUMER = "outbox"
 
 
 class OutboxStateCollector(Collector):
@@ -85,61 +82,10 @@ class OutboxStateCollector(Collector):
         return families
 
 
-class OutboxState:
-    def __init__(self, relay: float | None, unapplied: float, dead_letters: int):
-        self.relay, self.unapplied, self.dead_letters = relay, unapplied, dead_letters
-
-
-def outbox_state(now: dt.datetime | None = None) -> OutboxState:
-    from outbox.models import DeadLetter
-
-    now = now or timezone.now()
-    oldest = oldest_unapplied(now)
-    return OutboxState(
-        relay=relay_pending_seconds(now),
-        unapplied=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
-        dead_letters=DeadLetter.objects.filter(replayed_at__isnull=True).count(),
-    )
-
-
-def relay_pending_seconds(now: dt.datetime | None = None) -> float | None:
-    """How long the oldest outbox row newer than the relay's last published one has waited; None
-    when no relay ever ran here (Debezium publishes instead)."""
-    from django.db.models import Min
-
-    from outbox.models import OutboxEvent, RelayCheckpoint
-    from outbox.relay import CHECKPOINT_NAME
-
-    checkpoint = RelayCheckpoint.objects.filter(name=CHECKPOINT_NAME).first()
-    if checkpoint is None:
-        return None
-    rows = OutboxEvent.objects.all()
-    if checkpoint.last_event_created_at is not None:
-        rows = rows.filter(created_at__gt=checkpoint.last_event_created_at)
-    oldest = rows.aggregate(m=Min("created_at"))["m"]
-    now = now or timezone.now()
-    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-
-
-def oldest_unapplied(now: dt.datetime) -> dt.datetime | None:
-    """Looks from the fallback's watermark (minus its rewind) on: everything before it was applied.
-    Before the fallback's first run, over the last day only (a scrape must stay cheap)."""
-    from outbox.models import FallbackWatermark
-    from outbox.processing import WATERMARK_NAME
-    from outbox.selectors import oldest_unapplied_created_at
-
-    mark = FallbackWatermark.objects.filter(name=WATERMARK_NAME).first()
-    if mark is None:
-        since = now - dt.timedelta(days=1)
-    else:
-        since = mark.position - dt.timedelta(seconds=setting_float("OUTBOX_FALLBACK_REWIND_SECONDS"))
-    return oldest_unapplied_created_at(consumer=INBOX_CONSUMER, created_from=since)
-
-
 def relay_lag_warning() -> str | None:
     """A /readyz warning when an outbox row has waited for the relay longer than the limit."""
     pending = relay_pending_seconds()
-    limit = setting_float("OUTBOX_RELAY_LAG_WARN_SECONDS")
+    limit = settings.OUTBOX_RELAY_LAG_WARN_SECONDS
     if pending is not None and pending > limit:
         return f"outbox relay is {pending:.0f} s behind (limit {limit:.0f} s); the fallback applies events meanwhile"
     return None
@@ -163,8 +109,8 @@ def install() -> None:
 
 def serve_metrics(setting_name: str, port: int | None = None) -> None:
     """Serve this process's registry on `port` (or the setting) if one is given."""
-    port = port if port is not None else setting_int(setting_name)
+    port = port if port is not None else getattr(settings, setting_name)
     if port:
-        addr = str(setting("OUTBOX_METRICS_ADDR"))
+        addr = settings.OUTBOX_METRICS_ADDR
         start_http_server(port, addr=addr)
         log.info("metrics on http://%s:%d/metrics", addr, port)

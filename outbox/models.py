@@ -27,6 +27,8 @@ class OutboxEvent(models.Model):
 class ProcessedEvent(models.Model):
     """The inbox: an event id a consumer has applied, written in the same transaction as the effect."""
 
+    OUTBOX_CONSUMER = "outbox"  # the outbox consumer's name here (the fallback and replay apply as it too)
+
     consumer = models.CharField(max_length=64)
     event_id = models.CharField(max_length=64)
     processed_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -39,6 +41,8 @@ class ProcessedEvent(models.Model):
 class RelayCheckpoint(models.Model):
     """Where `manage.py outbox_relay` resumes: the binlog position just after the last transaction
     whose outbox rows the broker acknowledged (file/position, which MySQL and MariaDB both accept)."""
+
+    RELAY = "outbox_relay"  # the name of `manage.py outbox_relay`'s row
 
     name = models.CharField(max_length=64, primary_key=True)
     log_file = models.CharField(max_length=255)
@@ -56,6 +60,8 @@ class RelayCheckpoint(models.Model):
 class FallbackWatermark(models.Model):
     """The fallback's progress: every outbox row created before `position` was applied (or
     dead-lettered) when the fallback last looked. It rescans a margin before it (late commits)."""
+
+    FALLBACK = "outbox"  # the name of the outbox fallback's row
 
     name = models.CharField(max_length=64, primary_key=True)
     position = models.DateTimeField()

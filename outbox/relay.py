@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import random
 import threading
 import time
@@ -48,18 +47,16 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import HeartbeatLogEvent, XidEvent
 from pymysqlreplication.row_event import WriteRowsEvent
 
-from common.kafka import GuardedProducer
-from outbox.conf import setting, setting_float, setting_int
-from outbox.events import OutboxMessage, outbox_message
+from common.kafka import GuardedProducer, OutgoingMessage
+from common.mysql import BINLOG_GONE, error_code, lock_acquire, lock_held
+from outbox.events import outbox_message
 from outbox.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_LEADER, RELAY_RESTARTS
 from outbox.models import OutboxEvent, RelayCheckpoint
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "outbox_relay"
 LOCK_CHECK_SECONDS = 1.0
 IDLE_CHECKPOINT_SECONDS = 60.0
-BINLOG_GONE = 1236  # "could not find first log file" / position beyond the file: the binlog moved on
 # Delivery errors no retry can fix (a bad topic name, a message too large): the row is skipped and
 # logged; the fallback applies it from the table.
 PERMANENT_DELIVERY_ERRORS = {
@@ -127,10 +124,10 @@ class Relay:
         self.schema = db["NAME"]
         self.table = OutboxEvent._meta.db_table
         self.lock_name = f"outbox_relay:{self.schema}"[:64]
-        self.server_id = server_id or setting_int("OUTBOX_RELAY_SERVER_ID") or random.randint(1_000_000, 2**31 - 1)
-        self.heartbeat = heartbeat or setting_float("OUTBOX_RELAY_HEARTBEAT_SECONDS")
-        self.checkpoint_every = setting_float("OUTBOX_RELAY_CHECKPOINT_SECONDS")
-        if getattr(settings, "PRODUCTION", False) and not os.environ.get("CDC_DB_PASSWORD"):
+        self.server_id = server_id or settings.OUTBOX_RELAY_SERVER_ID or random.randint(1_000_000, 2**31 - 1)
+        self.heartbeat = heartbeat or settings.OUTBOX_RELAY_HEARTBEAT_SECONDS
+        self.checkpoint_every = settings.OUTBOX_RELAY_CHECKPOINT_SECONDS
+        if settings.PRODUCTION and not settings.CDC_DB_PASSWORD:
             raise ImproperlyConfigured("CDC_DB_USER/CDC_DB_PASSWORD (the replication user) must be set in production")
         self.stopping = threading.Event()
         self.failure: KafkaError | None = None
@@ -183,7 +180,7 @@ class Relay:
         try:
             announced = False
             while not self.stopping.is_set():
-                if self._query_one(lock_conn, "SELECT GET_LOCK(%s, 1)", self.lock_name) == 1:
+                if lock_acquire(self.lock_name, wait=1, conn=lock_conn):
                     break
                 if not announced:
                     log.info("outbox relay: another relay holds %r; standing by", self.lock_name)
@@ -207,10 +204,10 @@ class Relay:
             return
         self.lock_checked = time.monotonic()
         try:
-            holds = self._query_one(self.lock_conn, "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", self.lock_name)
+            holds = lock_held(self.lock_name, conn=self.lock_conn)
         except pymysql.Error as exc:
             raise LostLeadership(f"lock connection failed: {exc}") from exc
-        if holds != 1:
+        if not holds:
             raise LostLeadership("the single-relay lock is no longer ours")
 
     # --- one run from the checkpoint --------------------------------------------------------
@@ -222,7 +219,7 @@ class Relay:
         # A new producer for every run: the one of a failed run may hold a producer id the broker
         # forgot (a restarted tansu keeps none), and would never deliver again.
         self.producer = GuardedProducer(
-            **{"message.timeout.ms": setting_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS"), "linger.ms": 1}
+            **{"message.timeout.ms": settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_MS, "linger.ms": 1}
         )
         self.producer.warm_up()  # a delivered warm-up lets it notice a broker restart while idle
         stream = BinLogStreamReader(
@@ -287,7 +284,7 @@ class Relay:
         txn.outstanding += 1
         self._produce(message, on_delivery, txn)
 
-    def _produce(self, message: OutboxMessage, on_delivery, txn: Transaction) -> None:
+    def _produce(self, message: OutgoingMessage, on_delivery, txn: Transaction) -> None:
         while True:
             try:
                 self.producer.produce(
@@ -338,11 +335,11 @@ class Relay:
 
     def load_checkpoint(self) -> Position | None:
         close_old_connections()
-        row = RelayCheckpoint.objects.filter(name=CHECKPOINT_NAME).first()
+        row = RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).first()
         return Position(row.log_file, row.log_pos) if row else None
 
     def start_at_binlog_end(self) -> Position:
-        cdc = self._connect(str(setting("CDC_DB_USER")), str(setting("CDC_DB_PASSWORD")))
+        cdc = self._connect(settings.CDC_DB_USER, settings.CDC_DB_PASSWORD)
         try:
             status = _binlog_status(cdc)
         finally:
@@ -351,7 +348,7 @@ class Relay:
             raise RuntimeError("the binary log is off: the relay needs log_bin with binlog_format=ROW")
         position = Position(status[0], int(status[1]))
         RelayCheckpoint.objects.update_or_create(
-            name=CHECKPOINT_NAME,
+            name=RelayCheckpoint.RELAY,
             defaults={
                 "log_file": position.log_file,
                 "log_pos": position.log_pos,
@@ -381,12 +378,12 @@ class Relay:
         }
         if p.acked_created_at is not None:
             defaults["last_event_created_at"] = p.acked_created_at
-        RelayCheckpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults=defaults)
+        RelayCheckpoint.objects.update_or_create(name=RelayCheckpoint.RELAY, defaults=defaults)
         p.saved, p.saved_at, p.acked_rows = p.acked, time.monotonic(), False
 
     def _forget_checkpoint(self) -> None:
         try:
-            RelayCheckpoint.objects.filter(name=CHECKPOINT_NAME).delete()
+            RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).delete()
         except Exception as exc:  # noqa: BLE001
             log.warning("outbox relay: could not drop the stale checkpoint: %s", exc)
 
@@ -396,8 +393,8 @@ class Relay:
         return {
             "host": self.db["HOST"] or "127.0.0.1",
             "port": int(self.db["PORT"] or 3306),
-            "user": str(setting("CDC_DB_USER")),
-            "passwd": str(setting("CDC_DB_PASSWORD")),
+            "user": settings.CDC_DB_USER,
+            "passwd": settings.CDC_DB_PASSWORD,
             "connect_timeout": 3,
             # A silent server is noticed: heartbeats arrive every `heartbeat` s when idle.
             "read_timeout": max(5, int(self.heartbeat * 10)),
@@ -415,13 +412,6 @@ class Relay:
             read_timeout=10,
             write_timeout=10,
         )
-
-    @staticmethod
-    def _query_one(conn: pymysql.Connection, sql: str, *params: Any) -> Any:
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        return row[0] if row else None
 
 
 def _binlog_status(conn: pymysql.Connection) -> tuple | None:
@@ -454,7 +444,7 @@ def _aware(value: Any) -> dt.datetime | None:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == BINLOG_GONE:
+    if isinstance(exc, pymysql.err.OperationalError) and error_code(exc) == BINLOG_GONE:
         return "binlog_gone"
     if isinstance(exc, DeliveryFailed | KafkaException):
         return "broker"
@@ -463,7 +453,7 @@ def _reason(exc: BaseException) -> str:
     return "error"
 
 
-def _log_skipped(message: OutboxMessage, err: KafkaError) -> None:
+def _log_skipped(message: OutgoingMessage, err: KafkaError) -> None:
     RELAY_EVENTS.labels("skipped").inc()
     log.error(
         "outbox relay: cannot publish event %s to %r (%s); the fallback will apply it",

@@ -1,4 +1,5 @@
-"""Reads over the outbox: which events some consumer step has not recorded yet.
+"""Reads over the outbox: which events some consumer step has not recorded yet, and the state the
+metrics, /readyz and the admin show (relay backlog, oldest unapplied event, dead letters).
 
 The inbox keys events by their canonical id text (`8-4-4-4-12` hex with dashes). The outbox id
 column is a native UUID on MariaDB and char(32) hex on MySQL, so the anti-join converts it in SQL,
@@ -12,11 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import Min
+from django.utils import timezone
 
-from outbox.models import DeadLetter, OutboxEvent, ProcessedEvent
+from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent, RelayCheckpoint
 
 INBOX = ProcessedEvent._meta.db_table
 DEAD = DeadLetter._meta.db_table
@@ -113,3 +118,51 @@ def _db_datetime(value: dt.datetime):
 
 def _far_future() -> dt.datetime:
     return dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def fallback_watermark() -> dt.datetime | None:
+    """Where the fallback's last run left its watermark; None before its first run."""
+    mark = FallbackWatermark.objects.filter(name=FallbackWatermark.FALLBACK).first()
+    return mark.position if mark else None
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    relay: float | None  # seconds the oldest unrelayed row has waited; None: no relay ever ran here
+    unapplied: float  # seconds the oldest event the outbox consumer has not applied has waited
+    dead_letters: int  # not replayed yet
+
+
+def outbox_state(now: dt.datetime | None = None) -> OutboxState:
+    now = now or timezone.now()
+    oldest = oldest_unapplied(now)
+    return OutboxState(
+        relay=relay_pending_seconds(now),
+        unapplied=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        dead_letters=DeadLetter.objects.filter(replayed_at__isnull=True).count(),
+    )
+
+
+def relay_pending_seconds(now: dt.datetime | None = None) -> float | None:
+    """How long the oldest outbox row newer than the relay's last published one has waited; None
+    when no relay ever ran here (Debezium publishes instead)."""
+    checkpoint = RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).first()
+    if checkpoint is None:
+        return None
+    rows = OutboxEvent.objects.all()
+    if checkpoint.last_event_created_at is not None:
+        rows = rows.filter(created_at__gt=checkpoint.last_event_created_at)
+    oldest = rows.aggregate(m=Min("created_at"))["m"]
+    now = now or timezone.now()
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+
+
+def oldest_unapplied(now: dt.datetime) -> dt.datetime | None:
+    """Looks from the fallback's watermark (minus its rewind) on: everything before it was applied.
+    Before the fallback's first run, over the last day only (a scrape must stay cheap)."""
+    position = fallback_watermark()
+    if position is None:
+        since = now - dt.timedelta(days=1)
+    else:
+        since = position - dt.timedelta(seconds=settings.OUTBOX_FALLBACK_REWIND_SECONDS)
+    return oldest_unapplied_created_at(consumer=ProcessedEvent.OUTBOX_CONSUMER, created_from=since)

@@ -1,6 +1,7 @@
 from celery import shared_task
 
-from outbox.processing import inbox_purge_run, outbox_fallback_run, outbox_purge_run
+from outbox.fallback import outbox_fallback_run
+from outbox.purge import inbox_purge_run, outbox_purge_run
 
 
 @shared_task(name="outbox.tasks.outbox_fallback")

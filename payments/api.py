@@ -6,11 +6,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.auth import acting_user_id
+from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
 from payments.selectors import payment_get, payment_list
 from payments.services import payment_process
-from shop.api.strict_fields import StrictIntegerField
 
 
 class PaymentOutput(serializers.Serializer):

@@ -26,11 +26,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from common.sse import UserChannelManager, user_channel
+from common.sse.storage import UserChannelManager, user_channel
+from common.sse.views import sse_token_issue
 from conftest import bearer, client_for
 from orders.models import Order, QueueRequest
 from orders.services import LineRequest, checkout_initiate
-from orders.sse import sse_token_issue
 from orders.tests.helpers import fund, give_coupon, make_product
 from payments.models import Payment
 from payments.services import payment_process

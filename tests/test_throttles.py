@@ -220,17 +220,13 @@ def test_behind_one_proxy_the_last_hop_is_the_client(api, tiny_rates):
         assert api.post(TOKEN, {}, format="json", **proxy).status_code == 400  # no header: REMOTE_ADDR
 
 
-def test_with_redis_down_a_throttled_endpoint_answers_503_and_issues_nothing():
+def test_with_redis_down_a_throttled_endpoint_answers_503_and_issues_nothing(throwaway_redis):
     """A limit that cannot be counted is not lifted: 503 CACHE_UNAVAILABLE with Retry-After."""
-    from common.tests.throwaway import throwaway_redis
-
     client = client_for(UserFactory())
-    with throwaway_redis() as redis_server:
-        assert client.post("/api/v1/coupons/issue", {"couponId": "x"}, format="json").status_code == 400
-        redis_server.terminate()
-        redis_server.wait(10)
-        refused = client.post("/api/v1/coupons/issue", {"couponId": 1}, format="json")
-        token = APIClient().post(TOKEN, {}, format="json")
+    assert client.post("/api/v1/coupons/issue", {"couponId": "x"}, format="json").status_code == 400
+    throwaway_redis.stop(10)
+    refused = client.post("/api/v1/coupons/issue", {"couponId": 1}, format="json")
+    token = APIClient().post(TOKEN, {}, format="json")
     for response in (refused, token):
         assert response.status_code == 503, response.content[:200]
         assert response.json()["errorCode"] == "CACHE_UNAVAILABLE" and response["Retry-After"]

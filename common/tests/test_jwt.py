@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from orders.sse import sse_token_issue
+from common.sse.views import sse_token_issue
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,15 @@ from confluent_kafka import Consumer, TopicPartition
 from django.conf import settings
 from django.db import transaction
 
-from common.kafka import REGISTRY, ConsumerRunner, ConsumerSpec, ensure_topics, produce_and_wait, register_consumer
+from common.kafka import (
+    REGISTRY,
+    ConsumerRunner,
+    ConsumerSpec,
+    OutgoingMessage,
+    ensure_topics,
+    produce_and_wait,
+    register_consumer,
+)
 from outbox.models import ProcessedEvent
 from outbox.services import inbox_claim
 
@@ -43,8 +51,8 @@ def record(batch):
 def test_registered_consumer_receives_a_real_message_and_commits_after_its_transaction():
     spec, topic = make_spec(record)
     try:
-        produce_and_wait(topic, key="k", value=b"event-1", timeout=5)
-        produce_and_wait(topic, key="k", value=b"event-2", timeout=5)
+        produce_and_wait(OutgoingMessage(topic, key="k", value=b"event-1"), timeout=5)
+        produce_and_wait(OutgoingMessage(topic, key="k", value=b"event-2"), timeout=5)
         runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
         runner.run(idle_timeout=1.0, max_seconds=20)
         assert sorted(ProcessedEvent.objects.values_list("event_id", flat=True)) == ["event-1", "event-2"]
@@ -66,7 +74,7 @@ def test_failing_handler_commits_nothing_and_the_batch_is_redelivered():
 
     spec, topic = make_spec(flaky)
     try:
-        produce_and_wait(topic, key="k", value=b"only-event", timeout=5)
+        produce_and_wait(OutgoingMessage(topic, key="k", value=b"only-event"), timeout=5)
         runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
         runner.run(max_batches=1, max_seconds=20)  # the failed attempt is not counted as handled
         assert calls == [[b"only-event"], [b"only-event"]]  # redelivered after the rewind
@@ -82,7 +90,7 @@ def test_uncommitted_batch_is_seen_again_by_the_next_consumer():
 
     spec, topic = make_spec(explode)
     try:
-        produce_and_wait(topic, key="k", value=b"survivor", timeout=5)
+        produce_and_wait(OutgoingMessage(topic, key="k", value=b"survivor"), timeout=5)
         runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
         runner.retry_delay = 0.05
         runner.run(max_seconds=5.0)  # keeps failing and rewinding; never commits

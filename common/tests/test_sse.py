@@ -3,7 +3,8 @@
 import pytest
 from django_eventstream.models import Event as EventRow
 
-from common.sse import _stored_copy, sse_push, user_channel
+from common.sse.push import _stored_copy, sse_push
+from common.sse.storage import user_channel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

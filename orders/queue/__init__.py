@@ -24,7 +24,7 @@ Consumer, `queue_process_batch`: for each product in the batch, every QUEUED row
 up to the newest row the batch names is answered, oldest first (row id = admission order), in
 chunks of one transaction each: lock the rows, lock the stock row once, allocate while stock lasts,
 bulk-create orders and order items, reserve their stock in one batch (inventory), mark the rows
-COMPLETED / FAILED, store their SSE events (orders/sse_store.py); after commit, publish the events
+COMPLETED / FAILED, store their SSE events (`common.sse.push.SseBatch`); after commit, publish the events
 and refresh the Redis counters and sold-out flag. It only ever touches rows it finds QUEUED under
 its lock, so:
   - a replayed batch (crash before the offset commit) finds its rows done and does nothing;

@@ -17,11 +17,11 @@ from django.db import IntegrityError, connection
 from redis.exceptions import RedisError
 
 from common.errors import CacheUnavailable, IdempotencyKeyReused, ValidationFailed
-from common.kafka import ProduceFailed, produce_and_wait, topic
+from common.kafka import OutgoingMessage, ProduceFailed, produce_and_wait, topic
+from common.sse.push import sse_push_stored
 from orders.errors import AlreadyQueued, NotFlashSaleProduct, QueueUnavailable, SoldOut
 from orders.models import QueueRequest, QueueRequestStatus
 from orders.queue.keys import QUEUE_TOPIC, count_answered, queue_key, redis_client
-from orders.sse_store import sse_push_stored
 from shop.errors import ProductNotFound
 from shop.models import Product
 from shop.pricing import MAX_QUEUE_QUANTITY
@@ -92,7 +92,9 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     """Produce the request's message and wait for the ack (withdraw it without one), then push
     `checkout-queued`."""
     try:
-        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
+        produce_and_wait(
+            OutgoingMessage(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
+        )
     except ProduceFailed as exc:
         served = queue_request_withdraw(request)
         if served is None:

@@ -15,16 +15,16 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from common.bulk_sql import insert_rows, update_by_pk
 from common.db import run_in_transaction
-from common.sse import sse_trim
+from common.sse.push import SseBatch, StoredEvent, sse_publish
+from common.sse.storage import sse_trim
 from inventory.errors import InsufficientStock
 from inventory.services import LockedStock, stock_lock, stock_reserve_batch
-from orders.bulk_sql import insert_rows, update_by_pk
 from orders.errors import SoldOut
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
 from orders.queue.keys import record_answered
 from orders.services import new_order_number
-from orders.sse_store import SseBatch, StoredEvent, sse_publish
 from shop.errors import InsufficientBalance
 from shop.models import PointWallet, Product
 from shop.pricing import line_total

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from common.errors import CacheUnavailable
-from common.kafka import ProduceFailed, produce_and_wait, topic
+from common.kafka import OutgoingMessage, ProduceFailed, produce_and_wait, topic
 from orders.errors import QueueUnavailable
 from orders.models import FlashSaleControl
 from orders.queue.keys import QUEUE_TOPIC, queue_key, redis_client
@@ -32,7 +32,7 @@ def queue_wake(*, product_id: int) -> None:
     whose message never left). Raises QueueUnavailable if the broker does not acknowledge."""
     value = json.dumps({"type": "wake", "productId": product_id}).encode()
     try:
-        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{product_id}", value=value)
+        produce_and_wait(OutgoingMessage(topic(QUEUE_TOPIC), key=f"product:{product_id}", value=value))
     except ProduceFailed as exc:
         raise QueueUnavailable() from exc
 

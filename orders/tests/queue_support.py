@@ -18,7 +18,7 @@ from django_eventstream.models import Event
 
 from common.errors import DomainError
 from common.kafka import ConsumerRunner, topic
-from common.sse import user_channel
+from common.sse.storage import user_channel
 from orders.consumers import CHECKOUT_CONSUMER
 from orders.models import QueueRequest
 from orders.queue.admission import queue_request_enqueue

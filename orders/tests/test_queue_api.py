@@ -15,11 +15,11 @@ from django_eventstream.models import Event
 from django_redis import get_redis_connection
 
 from common.kafka import reset_producer
-from common.sse import user_channel
+from common.sse.storage import user_channel
+from common.sse.views import sse_token_issue
 from conftest import bearer, client_for
 from orders.models import QueueRequest
 from orders.queue.keys import queue_key
-from orders.sse import sse_token_issue
 from orders.tests.helpers import make_product
 from orders.tests.queue_support import enqueue_all, events_of, flash_product, topic_messages
 from shop.tests.factories import UserFactory

@@ -13,9 +13,9 @@ import shutil
 import pytest
 from django.test import override_settings
 
+from common.sse.views import sse_token_issue
 from orders.models import QueueRequest
 from orders.queue.admission import queue_request_enqueue
-from orders.sse import sse_token_issue
 from orders.tests.queue_support import bulk_users, flash_product
 from tests.support.processes import child_env, start_sse_server
 from tests.support.sse import wait_for_live_delivery

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_eventstream.models import Event
 from django_redis import get_redis_connection
 
-from common.kafka import produce_and_wait, topic
+from common.kafka import OutgoingMessage, produce_and_wait, topic
 from inventory.models import Reservation, Stock
 from orders.models import Order, OrderItem, QueueRequest
 from orders.queue.admission import queue_request_enqueue, queue_request_withdraw
@@ -161,7 +161,7 @@ def test_claims_without_messages_are_served_and_messages_without_claims_do_nothi
         {"type": "request", "requestId": "not-a-uuid"},
     ):
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{product.pk}", value=raw)
+        produce_and_wait(OutgoingMessage(topic(QUEUE_TOPIC), key=f"product:{product.pk}", value=raw))
     assert QueueRequest.objects.count() == 1
     later = enqueue(users[1:], product)
 
@@ -202,7 +202,7 @@ def test_old_sse_events_are_trimmed_by_the_consumer_side():
 
     from django_eventstream.storage import EVENT_TIMEOUT
 
-    from common.sse import sse_trim
+    from common.sse.storage import sse_trim
 
     product = flash_product(stock=5)
     users = bulk_users(2)

@@ -10,11 +10,11 @@ import pytest
 from django.db import connection
 from django_eventstream.models import Event
 
-from common.sse import user_channel
+from common.sse.storage import user_channel
+from common.sse.views import sse_token_issue
 from inventory.models import Reservation
 from orders.models import Order, QueueRequest
 from orders.queue.admission import queue_request_enqueue
-from orders.sse import sse_token_issue
 from orders.tests.helpers import stock_of
 from orders.tests.queue_support import answered, bulk_users, enqueue_all, flash_product
 from tests.support.processes import child_env, start_sse_server
@@ -135,8 +135,9 @@ def test_sse_over_asgi_delivers_events_from_other_processes_and_replays_after_re
 
 
 def test_open_streams_hold_no_database_connection(children):
-    """Each stream's reads run in a thread of its own under ASGI: without `common.sse.StreamStorage`
-    every open stream kept a MariaDB connection (200 streams -> 200 connections, measured)."""
+    """Each stream's reads run in a thread of its own under ASGI: without
+    `common.sse.storage.StreamStorage` every open stream kept a MariaDB connection (200 streams ->
+    200 connections, measured)."""
     users = bulk_users(25)
     port = start_sse_server(children, child_env())
 

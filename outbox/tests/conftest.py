@@ -2,7 +2,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from outbox.handlers import HANDLERS, Handler
+from outbox.handlers import HANDLERS, Handler, load_handlers
 from outbox.tests.processes import EVENT_TOPICS, OutboxProcesses
 
 
@@ -19,6 +19,7 @@ def outbox_processes(transactional_db, private_kafka, tmp_path) -> Iterator[Outb
 @pytest.fixture
 def register_handler():
     """Register handlers for the test only: `register_handler("Type", apply_fn, publications=())`."""
+    load_handlers()  # the real ones first: a later load must not find their event types taken
     added: dict[str, Handler | None] = {}
 
     def register(event_type: str, apply, publications=()) -> Handler:

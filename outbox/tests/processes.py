@@ -29,7 +29,6 @@ from django.db import connection, transaction
 from django_eventstream.models import Event as SseEvent
 
 from outbox.models import RelayCheckpoint
-from outbox.relay import CHECKPOINT_NAME
 from outbox.services import outbox_enqueue
 from tests.support.processes import Child, Children, child_env, manage_command
 from tests.support.sse import stored_payload
@@ -76,7 +75,8 @@ class OutboxProcesses(Children):
                 if name.startswith("relay") and not child.alive():
                     pytest.fail(f"{name} exited with {child.returncode}:\n{self.log(name)}")
             return (
-                self.relay_lock_holder() is not None and RelayCheckpoint.objects.filter(name=CHECKPOINT_NAME).exists()
+                self.relay_lock_holder() is not None
+                and RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).exists()
             )
 
         wait_until(active, timeout=timeout, what="the relay to become active")

@@ -11,11 +11,11 @@ from django.db import transaction
 from django_eventstream.models import Event as SseEvent
 
 from common.kafka import ConsumerRunner, ensure_topics
+from common.sse.notify import stop_background_notifications
 from outbox.consumers import outbox_consumer_spec
 from outbox.events import Event, dead_letter_topic, event_from_row, outbox_message
+from outbox.fallback import outbox_fallback_run
 from outbox.models import DeadLetter, OutboxEvent, ProcessedEvent
-from outbox.notify import stop_background_notifications
-from outbox.processing import outbox_fallback_run
 from outbox.services import outbox_enqueue
 from outbox.tests.processes import EVENT_TOPICS
 from shop.models import Category

@@ -9,9 +9,9 @@ from django_eventstream.models import Event as SseEvent
 from orders.models import Order
 from orders.services import LineRequest, checkout_initiate, order_cancel, order_expire
 from orders.tests.helpers import fund, make_product
+from outbox.apply import event_apply
 from outbox.events import event_from_row
 from outbox.models import OutboxEvent, ProcessedEvent
-from outbox.processing import event_apply
 from payments.models import Payment
 from payments.services import payment_process
 from shop.models import CartItem, SalesDaily

@@ -7,8 +7,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from outbox.metrics import COLLECTOR, outbox_state
+from outbox.metrics import COLLECTOR
 from outbox.models import DeadLetter, OutboxEvent, ProcessedEvent, RelayCheckpoint
+from outbox.selectors import outbox_state
 from outbox.services import outbox_enqueue
 
 pytestmark = pytest.mark.django_db

@@ -8,10 +8,13 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from outbox.events import Event, OutboxMessage, event_from_row
+from common.kafka import OutgoingMessage
+from outbox.apply import event_apply
+from outbox.events import Event, event_from_row
+from outbox.fallback import outbox_fallback_run
 from outbox.handlers import Publication
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
-from outbox.processing import WATERMARK_NAME, event_apply, inbox_purge_run, outbox_fallback_run, outbox_purge_run
+from outbox.purge import inbox_purge_run, outbox_purge_run
 from outbox.services import outbox_enqueue
 from shop.models import Category
 from tests.support.kafka import read_topic
@@ -93,8 +96,8 @@ def publication_topic(private_kafka) -> str:
 def test_a_publication_is_sent_once_and_retried_until_sent(register_handler, publication_topic):
     target = {"topic": "invalid topic name!"}
 
-    def build(event: Event) -> OutboxMessage:
-        return OutboxMessage(
+    def build(event: Event) -> OutgoingMessage:
+        return OutgoingMessage(
             target["topic"], b"k", json.dumps(event.payload).encode(), [("eventId", event.id.encode())]
         )
 
@@ -133,7 +136,7 @@ def test_fallback_applies_every_old_unapplied_event_oldest_first_across_batches(
     assert applied == [f"old{i}" for i in range(10)]
     assert (report.applied, report.failed) == (10, 0)
     assert ProcessedEvent.objects.filter(consumer="outbox").count() == 11
-    watermark = FallbackWatermark.objects.get(name=WATERMARK_NAME).position
+    watermark = FallbackWatermark.objects.get(name=FallbackWatermark.FALLBACK).position
     assert timezone.now() - dt.timedelta(seconds=31) < watermark < timezone.now() - dt.timedelta(seconds=29)
 
     assert outbox_fallback_run().applied == 0  # nothing twice
@@ -158,7 +161,7 @@ def test_fallback_keeps_going_past_a_failure_and_retries_it_next_time(register_h
 
     report = outbox_fallback_run()
     assert (report.applied, report.failed, applied) == (2, 1, ["a", "c"])
-    assert FallbackWatermark.objects.get(name=WATERMARK_NAME).position == bad.created_at  # held back
+    assert FallbackWatermark.objects.get(name=FallbackWatermark.FALLBACK).position == bad.created_at  # held back
 
     broken.clear()
     report = outbox_fallback_run()
@@ -180,8 +183,8 @@ def test_fallback_leaves_dead_letters_to_the_operator(register_handler):
 
 @pytest.mark.django_db
 def test_fallback_sends_a_publication_that_was_not_recorded(register_handler, publication_topic):
-    def build(event: Event) -> OutboxMessage:
-        return OutboxMessage(publication_topic, b"k", json.dumps(event.payload).encode(), [])
+    def build(event: Event) -> OutgoingMessage:
+        return OutgoingMessage(publication_topic, b"k", json.dumps(event.payload).encode(), [])
 
     register_handler("TestCreated", create_category, publications=[Publication("outbox.test-feed", build)])
     row = enqueue("TestCreated", age=90, name="x")
@@ -233,7 +236,7 @@ def inbox_purge_settings(settings):
 @pytest.mark.django_db
 def test_inbox_purge_deletes_records_older_than_the_retention_in_batches(inbox_purge_settings):
     now = timezone.now()
-    FallbackWatermark.objects.create(name=WATERMARK_NAME, position=now - dt.timedelta(seconds=30))
+    FallbackWatermark.objects.create(name=FallbackWatermark.FALLBACK, position=now - dt.timedelta(seconds=30))
     day = dt.timedelta(days=1)
     old = inbox_rows(now, 15 * day, 5) + inbox_rows(now, 20 * day, 2, consumer="outbox.test-feed")
     dead_lettered = inbox_rows(now, 15 * day, 1)  # a replay may still come: kept
@@ -257,13 +260,13 @@ def test_inbox_purge_keeps_what_the_fallback_or_the_outbox_purge_may_still_need(
     assert inbox_purge_run(now=now) == 0  # no fallback run yet: its first run looks at every event
 
     held_back = now - 20 * day  # an event failing for 20 days holds the fallback's watermark there
-    FallbackWatermark.objects.create(name=WATERMARK_NAME, position=held_back)
+    FallbackWatermark.objects.create(name=FallbackWatermark.FALLBACK, position=held_back)
     inbox_rows(now, 20 * day + dt.timedelta(seconds=60), 3)  # within the fallback's rewind
     inbox_rows(now, 15 * day, 4)
     assert inbox_purge_run(now=now) == 2  # only the 30-day-old ones
     assert ProcessedEvent.objects.count() == 7
 
-    FallbackWatermark.objects.filter(name=WATERMARK_NAME).update(position=now)
+    FallbackWatermark.objects.filter(name=FallbackWatermark.FALLBACK).update(position=now)
     inbox_purge_settings.OUTBOX_INBOX_RETENTION_DAYS = 3  # shorter than the outbox purge's 7: 7 wins
     inbox_rows(now, 5 * day, 6)
     assert inbox_purge_run(now=now) == 7

@@ -7,9 +7,9 @@ from rest_framework.views import APIView
 
 from common.auth import query_user_id
 from common.errors import InvalidParameter
+from common.fields import StrictBooleanField, StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import bounded_int
-from shop.api.strict_fields import StrictBooleanField, StrictIntegerField
 from shop.pricing import GIFT_WRAP_PRICE, MAX_LINE_QUANTITY, MAX_LINES
 from shop.selectors.cart import CartView, cart_get, cart_line_total
 from shop.services.cart import cart_clear, cart_item_remove, cart_item_set, cart_item_update_quantity

@@ -6,9 +6,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.auth import acting_user_id, query_user_id
+from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
-from shop.api.strict_fields import StrictIntegerField
 from shop.models import Coupon, UserCoupon
 from shop.selectors.coupons import coupon_list_issuable, user_coupon_display_status, user_coupon_list
 from shop.services.coupons import coupon_issue

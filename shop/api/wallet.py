@@ -4,9 +4,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.auth import acting_user_id
+from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import cursor_page, cursor_params
-from shop.api.strict_fields import StrictIntegerField
 from shop.models import PointHistory
 from shop.models.wallet import MAX_BALANCE
 from shop.selectors.wallet import points_balance, points_history

@@ -56,7 +56,7 @@ def wait_for_live_delivery(port: int, user_id: int, token: str, *, timeout: floa
     of theirs."""
     from django.db import connection
 
-    from common.sse import sse_push
+    from common.sse.push import sse_push
 
     stream = Stream(port, f"/api/sse/subscribe/{user_id}?token={token}")
     stop = threading.Event()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orders.sse import sse_subscribe
+from common.sse.views import sse_subscribe
 
 urlpatterns = [
     path("subscribe/<int:user_id>", sse_subscribe, name="sse-subscribe"),

@@ -1,4 +1,5 @@
-"""One multi-row INSERT (optionally an upsert) for the checkout consumer's hot path.
+"""One multi-row INSERT (optionally an upsert), and one multi-row UPDATE by primary key, for hot paths
+(the checkout consumer's batches, SSE events stored in bulk).
 
 `QuerySet.bulk_create` prepares every value of every row through its field (about 0.2 ms of CPU per
 row here): for a batch of 1,000 queued requests (orders, items, reservations, request rows, SSE

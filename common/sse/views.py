@@ -7,7 +7,7 @@ Other clients may send the usual `Authorization: Bearer <access token>`.
 
 django-eventstream does the rest: `Last-Event-ID` (or `?lastEventId=`) replays stored events, and
 events sent by any process arrive through Redis pub/sub (settings.EVENTSTREAM_REDIS). The channel
-manager (common.sse.UserChannelManager) checks again that the channel is the user's own.
+manager (`common.sse.storage.UserChannelManager`) checks again that the channel is the user's own.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from common.api import error_body
 from common.jwt import ShopJWTAuthentication, claim_user_id
-from common.sse import user_channel
+from common.sse.storage import user_channel
 
-_SALT = "orders.sse.subscribe"
+_SALT = "orders.sse.subscribe"  # kept as it is: another salt would void every token already issued
 
 
 def sse_token_issue(*, user_id: int) -> str:

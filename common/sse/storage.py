@@ -1,18 +1,16 @@
-"""Server-sent events: one channel per user (`user-<id>`), readable only by that user."""
+"""django-eventstream's storage and channel manager (settings EVENTSTREAM_STORAGE_CLASS and
+EVENTSTREAM_CHANNELMANAGER_CLASS), and the trim of old stored events."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection
 from django.utils import timezone
-from django_eventstream import send_event
 from django_eventstream.channelmanager import DefaultChannelManager
 from django_eventstream.event import Event as StreamEvent
 from django_eventstream.models import Event as EventRow
@@ -78,44 +76,6 @@ def _close_unless_in_transaction() -> None:
         connection.close()
 
 
-REDIS_PUBSUB_CHANNEL = "events_channel"  # django_eventstream.views.RedisListener subscribes to it
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    channel: str
-    event_type: str
-    data: str  # the JSON text of the payload, as django-eventstream carries it
-    eid: int
-
-
-def sse_publish(stored: list[StoredEvent]) -> None:
-    """Fan stored events out to every SSE process (Redis pub/sub). Call after commit; never raises."""
-    if not stored:
-        return
-    from django_eventstream.eventstream import redis_client  # built from settings.EVENTSTREAM_REDIS
-
-    if redis_client is None:
-        return
-    try:
-        pipe = redis_client.pipeline(transaction=False)
-        for event in stored:
-            pipe.publish(
-                REDIS_PUBSUB_CHANNEL,
-                json.dumps(
-                    {
-                        "channel": event.channel,
-                        "event_type": event.event_type,
-                        "data": event.data,
-                        "pub_id": str(event.eid),
-                    }
-                ),
-            )
-        pipe.execute()
-    except Exception:  # noqa: BLE001 - live fan-out is best effort; the events are stored
-        log.exception("SSE publish of %d stored events failed", len(stored))
-
-
 _last_trim = 0.0
 
 
@@ -132,50 +92,3 @@ def sse_trim(*, every_seconds: float = 60, batch: int = 5000) -> int:
     if ids:
         EventRow.objects.filter(id__in=ids).delete()
     return len(ids)
-
-
-def _stored_copy(channel: str, event_type: str, data: dict[str, Any]) -> StoredEvent | None:
-    """The same notification stored in the last minutes, if any (its payload names its subject, e.g.
-    an order id, so an equal payload is the same notification)."""
-    text = json.dumps(data, cls=DjangoJSONEncoder)
-    row = (
-        EventRow.objects.filter(channel=channel, type=event_type, data=json.dumps(text))
-        .filter(created__gte=timezone.now() - timedelta(minutes=10))
-        .order_by("-eid")
-        .first()
-    )
-    return StoredEvent(row.channel, row.type, text, row.eid) if row is not None else None
-
-
-def sse_push(user_id: int, event_type: str, data: dict[str, Any], *, retry_seconds: float = 0.0) -> None:
-    """Publish an event to the user's channel (stored for Last-Event-ID replay, fanned out by Redis).
-
-    Call it after commit (`transaction.on_commit`), never inside a transaction. A failure is logged,
-    not raised: the same result is always readable by polling. With `retry_seconds`, a database that
-    is unreachable while the event is stored (a restart) is retried with back-off that long, so an
-    effect committed just before an outage still gets its notification; the storing transaction
-    either committed or did not; when the server went away with the acknowledgement of a commit, the
-    retry finds the stored copy and only publishes it. Only for callers that may wait: background
-    threads.
-    """
-    deadline = time.monotonic() + retry_seconds
-    delay = 0.2
-    retrying = False
-    while True:
-        try:
-            if retrying and (stored := _stored_copy(user_channel(user_id), event_type, data)) is not None:
-                sse_publish([stored])  # the failed attempt did commit: its answer was lost with the server
-                return
-            send_event(user_channel(user_id), event_type, data)
-            return
-        except DatabaseError:
-            retrying = True
-            if time.monotonic() + delay > deadline:
-                log.exception("SSE push failed for user %s (%s)", user_id, event_type)
-                return
-            connection.close()  # a connection broken by a restart must not be reused
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        except Exception:  # noqa: BLE001 - SSE is a notification; the source of truth is the database
-            log.exception("SSE push failed for user %s (%s)", user_id, event_type)
-            return

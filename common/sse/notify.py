@@ -1,21 +1,25 @@
-"""After-commit notifications (SSE pushes) of outbox handlers, run synchronously by default, or on a
-few background threads in the outbox consumer so its loop is not held by them.
+"""After-commit SSE notifications (the outbox handlers'), run synchronously by default, or on a few
+background threads in the outbox consumer so its loop is not held by them.
 
 An SSE push through django-eventstream's model storage costs ~4 ms (a locked counter row, an insert,
 a Redis publish): done inline it capped the consumer at ~250 events/s. Notifications are best effort
-either way (`common.sse.sse_push` logs and swallows failures; the database holds the truth): the
+either way (`sse_push` logs and swallows failures; the database holds the truth): the
 pool's bounded queue applies back-pressure, and pending ones still run when the process exits
 normally (the executor's exit hook drains its queue), not after a kill -9.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
+
+from common.sse.push import sse_push
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +74,15 @@ def stop_background_notifications() -> None:
     pool, _pool = _pool, None
     if pool is not None:
         pool.drain()
+
+
+# A notification whose effect committed just before the database went away is retried this long
+# (on the notification threads): a restart takes a few seconds.
+NOTIFY_RETRY_SECONDS = 30.0
+
+
+def notify_after_commit(user_id: int, event_type: str, data: dict[str, Any]) -> None:
+    """SSE `event_type` to the user once the current transaction committed (on the notification
+    threads when this process has them); a failure there is logged, never undoes anything."""
+    push = functools.partial(sse_push, user_id, event_type, data, retry_seconds=NOTIFY_RETRY_SECONDS)
+    transaction.on_commit(lambda: notify(push), robust=True)

@@ -1,0 +1,7 @@
+"""Server-sent events: one channel per user (`user-<id>`), readable only by that user.
+
+- `storage`: django-eventstream's storage and channel manager as configured in settings, the trim;
+- `push`: storing and publishing events (one at a time after a commit, or in bulk inside one);
+- `notify`: after-commit notifications, inline or on a few background threads;
+- `views` / `urls`: `GET /api/sse/subscribe/{userId}` and the short-lived tokens that open it.
+"""
