@@ -8,6 +8,7 @@ without real secrets (see `_require`).
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -73,11 +74,14 @@ INSTALLED_APPS = [
     "orders",
     "payments",
     "outbox",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "dashboard.middleware.LiveMetricsMiddleware",  # per-second figures in memory for the sale dashboard
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files under gunicorn too (DEBUG=0)
     "common.middleware.DependencyErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -176,7 +180,7 @@ CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in config/ce
 
 EVENTSTREAM_REDIS = {"host": REDIS_HOST, "port": REDIS_PORT, "db": REDIS_DB}
 EVENTSTREAM_STORAGE_CLASS = "common.sse.StreamStorage"  # DjangoModelStorage without a connection per stream
-EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.UserChannelManager"
+EVENTSTREAM_CHANNELMANAGER_CLASS = "orders.flash_stock.ShopChannelManager"  # own channel + public flash-stock
 # Where browsers reach the ASGI SSE process, and which page origins may read it (CORS).
 SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", "http://127.0.0.1:8001").rstrip("/")
 SSE_ALLOWED_ORIGINS = env_list("SSE_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
@@ -248,6 +252,19 @@ CATALOG_NEAR_CACHE_SECONDS = float(env("CATALOG_NEAR_CACHE_SECONDS", "0" if TEST
 QUEUE_SOLD_OUT_FLAG_SECONDS = env_int("QUEUE_SOLD_OUT_FLAG_SECONDS", 5)  # the consumer's flag re-checks this often
 QUEUE_ESTIMATED_RATE = env_int("QUEUE_ESTIMATED_RATE", 1000)  # requests/s per product, for estimatedWaitSeconds
 
+# --- Operations ----------------------------------------------------------------------------
+# /metrics and the details of /readyz: requests from the loopback (REMOTE_ADDR; never a forwarded
+# header) when METRICS_ALLOW_LOOPBACK, or with `Authorization: Bearer <METRICS_TOKEN>` when a token
+# is set. Anyone else gets 403 from /metrics and only the status from /readyz. A reverse proxy on the
+# same host must not pass /metrics through (docker/nginx/nginx.conf answers 404 for it).
+METRICS_ALLOW_LOOPBACK = env_bool("METRICS_ALLOW_LOOPBACK", True)
+METRICS_TOKEN = env("METRICS_TOKEN")
+if PRODUCTION and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise RuntimeError("METRICS_TOKEN must be at least 32 characters")
+# The checkout consumer's own /metrics (queue answers), for Prometheus; 0 = not served.
+CHECKOUT_CONSUMER_METRICS_PORT = env_int("CHECKOUT_CONSUMER_METRICS_PORT", 0)
+CHECKOUT_CONSUMER_METRICS_ADDR = env("CHECKOUT_CONSUMER_METRICS_ADDR", "127.0.0.1")
+
 # --- The rest ------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", "Asia/Seoul")
@@ -255,6 +272,13 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Front-end libraries installed from npm by `make` (package.json, pinned in package-lock.json).
+_UPLOT_DIST = BASE_DIR / "node_modules" / "uplot" / "dist"
+STATICFILES_DIRS = [("vendor/uplot", _UPLOT_DIST)] if _UPLOT_DIST.is_dir() else []
+# WhiteNoise serves static files from the apps and STATICFILES_DIRS directly (no collectstatic
+# needed for `make run`); in docker, nginx serves the collected copy.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: .*staticfiles")  # STATIC_ROOT: docker only
 RUN_DIR = Path(env("RUN_DIR", str(BASE_DIR / ".run"))).resolve()
 
 if TESTING:  # fast hashing for the thousands of users tests create; never used outside tests

@@ -77,6 +77,7 @@ from common.errors import (
 )
 from common.kafka import ProduceFailed, produce_and_wait, topic
 from common.sse import sse_trim
+from dashboard.recorder import live_count_answers
 from inventory.models import Reservation, Stock
 from orders.bulk_sql import insert_rows, update_by_pk
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
@@ -402,6 +403,7 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
         events.add(row.user_id, *_result_event(row))
     stored = events.store()
     transaction.on_commit(partial(_after_commit, product_id, stored, len(rows), sold_out=available == 0))
+    transaction.on_commit(partial(live_count_answers, len(winners), {c: len(g) for c, g in losers.items()}))
     return len(rows)
 
 
