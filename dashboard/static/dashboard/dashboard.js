@@ -15,19 +15,19 @@
   const secs = (v) => (v === null || v === undefined) ? "-" : (v < 60 ? fmt(v) + " s" : fmt(v / 60) + " min");
   const pair = (l) => l && l.count ? fmt(l.p50) + " / " + fmt(l.p95) : "-";
 
-  function chart(el, title, names, colors) {
+  function chart(el, title, names, colors, points) {
     const width = Math.min(640, Math.max(320, el.parentElement.clientWidth || 600));
     return new uPlot({
       width, height: 220, title,
       scales: { x: { time: true } },
-      series: [{}].concat(names.map((n, i) => ({ label: n, stroke: colors[i], width: 1.5, spanGaps: true }))),
+      series: [{}].concat(names.map((n, i) => ({ label: n, stroke: colors[i], width: 1.5, spanGaps: true, points: { show: points } }))),
       axes: [{}, { size: 50 }],
     }, [[]].concat(names.map(() => [])), el);
   }
   const rates = chart($("chart-rates"), "", ["orders", "payments", "refusals", "5xx"],
-                      ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"]);
+                      ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"], false);
   const latency = chart($("chart-latency"), "", ["checkout p50", "checkout p95", "queue p95", "payment p50", "payment p95"],
-                        ["#9ecae1", "#1f77b4", "#9467bd", "#a1d99b", "#2ca02c"]);
+                        ["#9ecae1", "#1f77b4", "#9467bd", "#a1d99b", "#2ca02c"], true);
 
   function merge(got) {
     if (!got) return;
@@ -90,9 +90,9 @@
     showRows("partitions", data.partitions.map((p) => [[p.partition], [p.offset], [secs(p.lagSeconds)], [secs(p.handledAgoSeconds) + " ago"]]));
     const m = data.rates.lastMinute;
     if (m) {
-      $("tile-orders").textContent = fmt(m.ordersPerSecond);
-      $("tile-payments").textContent = fmt(m.paymentsPerSecond);
-      $("tile-refusals").textContent = fmt(m.refusalsPerSecond);
+      $("tile-orders").textContent = fmt(m.ordersPerSecond, 2);
+      $("tile-payments").textContent = fmt(m.paymentsPerSecond, 2);
+      $("tile-refusals").textContent = fmt(m.refusalsPerSecond, 2);
       $("tile-5xx").textContent = m.errors5xx;
       $("tile-5xx").className = "value" + (m.errors5xx ? " bad" : "");
       $("tile-checkout").textContent = pair(m.latencyMs.checkout);
