@@ -97,9 +97,13 @@ def test_the_middleware_records_api_answers_and_refusal_codes():
     user = UserFactory()
     fund(user, 1_000_000)
     client = client_for(user)
-    answer = client.post("/api/v1/checkout/initiate", {"directOrderItems": [{"productId": 999_999, "quantity": 1}]}, format="json")
+    answer = client.post(
+        "/api/v1/checkout/initiate", {"directOrderItems": [{"productId": 999_999, "quantity": 1}]}, format="json"
+    )
     assert answer.status_code in (400, 404)
-    answer = client.post("/api/v1/checkout/initiate", {"directOrderItems": [{"productId": product.pk, "quantity": 1}]}, format="json")
+    answer = client.post(
+        "/api/v1/checkout/initiate", {"directOrderItems": [{"productId": product.pk, "quantity": 1}]}, format="json"
+    )
     assert answer.status_code == 200
     RECORDER.flush(everything=True)
     now = int(time.time())
