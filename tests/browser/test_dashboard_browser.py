@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 
 def test_the_dashboard_shows_the_sale_and_drives_the_queue(live_server, browser, screenshot):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -29,8 +30,14 @@ def test_the_dashboard_shows_the_sale_and_drives_the_queue(live_server, browser,
     operator.set_password("operator-password-1")
     operator.save()
     audit_invariants()
-    wait = WebDriverWait(browser, 30)
+    # the page refreshes its figures every 2.5 s: an element read during an update is read again
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     row = f'#products tr[data-product="{product.pk}"]'
+
+    def click(action: str) -> None:
+        button = (By.CSS_SELECTOR, f'{row} button[data-action="{action}"]')
+        wait.until(lambda _: browser.find_element(*button).click() or True)
+
     cell = lambda name: browser.find_element(By.CSS_SELECTOR, f"{row} .{name}").text  # noqa: E731
 
     browser.get(f"{live_server.url}/admin/login/?next=/admin/")
@@ -42,7 +49,7 @@ def test_the_dashboard_shows_the_sale_and_drives_the_queue(live_server, browser,
     wait.until(attribute_is((By.ID, "dash-status"), "data-state", "live"))
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-rates canvas")  # uPlot drew its chart
     wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, row) and cell("remaining") == "10")
-    assert (cell("reserved"), cell("sold"), cell("paused"), cell("flag")) == ("0", "0", "running", "-")
+    wait.until(lambda _: (cell("reserved"), cell("sold"), cell("paused"), cell("flag")) == ("0", "0", "running", "-"))
     assert browser.find_element(By.ID, "audit-state").text == "all invariants hold"
 
     # a purchase over the API, as a shopper would make it
@@ -66,19 +73,19 @@ def test_the_dashboard_shows_the_sale_and_drives_the_queue(live_server, browser,
     screenshot("dashboard")
 
     with isolated_queue_topic():  # resume sends the consumer a wake-up message
-        browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="pause"]').click()
+        click("pause")
         wait.until(lambda _: cell("paused") == "paused")
         assert "paused" in browser.find_element(By.ID, "control-message").text
         assert FlashSaleControl.objects.get(product=product).paused
 
-        browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="resume"]').click()
+        click("resume")
         wait.until(lambda _: cell("paused") == "running")
         assert not FlashSaleControl.objects.get(product=product).paused
 
-    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="close"]').click()
+    click("close")
     wait.until(lambda _: cell("flag") == "operator")
     assert queue_flags(product.pk).closed_flag
-    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="reopen"]').click()
+    click("reopen")
     wait.until(lambda _: cell("flag") == "-")
     assert not queue_flags(product.pk).closed_flag
     cleared = f"Product {product.pk} sold-out flag cleared: requests are admitted."

@@ -45,35 +45,52 @@
     return td;
   }
 
-  function button(product, action, label) {
+  function button(product) {
     const b = document.createElement("button");
-    b.type = "button"; b.dataset.action = action; b.dataset.product = product; b.textContent = label;
-    b.addEventListener("click", () => control(product, action));
+    b.type = "button"; b.dataset.product = product;
+    b.addEventListener("click", () => control(product, b.dataset.action));  // the action it shows now
     return b;
   }
 
+  function setButton(b, action, label) {
+    if (b.dataset.action !== action) { b.dataset.action = action; b.textContent = label; }
+  }
+
+  const COLUMNS = ["name", "remaining", "reserved", "sold", "flag", "paused", "depth", "oldest", "served", "ops"];
+
+  // Rows are updated in place (never rebuilt), so a button is not replaced under the operator's click.
   function showProducts(products) {
     const body = $("products").querySelector("tbody");
-    body.replaceChildren(...products.map((p) => {
-      const tr = document.createElement("tr");
-      tr.dataset.product = p.id;
-      tr.append(cell("#" + p.id + " " + p.name),
-        cell(p.remaining, "remaining" + (p.remaining === 0 ? " bad" : "")), cell(p.reserved, "reserved"), cell(p.sold, "sold"),
-        cell(p.soldOutFlag ? (p.soldOutFlag === "operator" ? "operator" : "auto") : "-", "flag" + (p.soldOutFlag ? " bad" : "")),
-        cell(p.paused ? "paused" : "running", "paused" + (p.paused ? " bad" : "")),
-        cell(p.queueDepth, "depth"), cell(secs(p.oldestQueuedSeconds), "oldest"),
-        cell(p.served + " / " + p.lastPosition, "served"));
-      const ops = document.createElement("td");
-      ops.className = "ops";
-      if (canChange) {
-        ops.append(p.paused ? button(p.id, "resume", "Resume") : button(p.id, "pause", "Pause"),
-                   p.soldOutFlag === "operator" ? button(p.id, "reopen", "Clear sold out") : button(p.id, "close", "Mark sold out"));
-      } else {
-        ops.textContent = "view only";
+    const seen = new Set();
+    for (const p of products) {
+      seen.add(String(p.id));
+      let tr = body.querySelector('tr[data-product="' + p.id + '"]');
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.dataset.product = p.id;
+        for (const name of COLUMNS) { const td = document.createElement("td"); td.className = name; tr.append(td); }
+        body.append(tr);
       }
-      tr.append(ops);
-      return tr;
-    }));
+      const set = (name, text, bad) => {
+        const td = tr.querySelector("td." + name);
+        if (td.textContent !== String(text)) td.textContent = text;
+        td.classList.toggle("bad", Boolean(bad));
+      };
+      set("name", "#" + p.id + " " + p.name);
+      set("remaining", p.remaining, p.remaining <= 0);
+      set("reserved", p.reserved); set("sold", p.sold);
+      set("flag", p.soldOutFlag ? p.soldOutFlag : "-", p.soldOutFlag);
+      set("paused", p.paused ? "paused" : "running", p.paused);
+      set("depth", p.queueDepth); set("oldest", secs(p.oldestQueuedSeconds));
+      set("served", p.served + " / " + p.lastPosition);
+      const ops = tr.querySelector("td.ops");
+      if (!canChange) { ops.textContent = "view only"; continue; }
+      if (!ops.querySelector("button")) ops.replaceChildren(button(p.id), button(p.id));
+      const [pause, flag] = ops.querySelectorAll("button");
+      setButton(pause, p.paused ? "resume" : "pause", p.paused ? "Resume" : "Pause");
+      setButton(flag, p.soldOutFlag === "operator" ? "reopen" : "close", p.soldOutFlag === "operator" ? "Clear sold out" : "Mark sold out");
+    }
+    for (const tr of body.querySelectorAll("tr")) if (!seen.has(tr.dataset.product)) tr.remove();
   }
 
   function showRows(tableId, rows) {
@@ -147,11 +164,15 @@
       message.textContent = "Request failed: " + err.message; message.className = "control-message bad";
       message.dataset.ok = "0";
     }
-    const res = await fetch(DATA_URL + (since !== null ? "?since=" + since : ""), { credentials: "same-origin" });
-    if (res.ok) {
-      const data = await res.json();
-      data.rates.series = null;  // the periodic refresh adds the new seconds to the charts
-      show(data);
+    try {
+      const res = await fetch(DATA_URL + (since !== null ? "?since=" + since : ""), { credentials: "same-origin" });
+      if (res.ok) {
+        const data = await res.json();
+        data.rates.series = null;  // the periodic refresh adds the new seconds to the charts
+        show(data);
+      }
+    } finally {
+      for (const b of document.querySelectorAll("#products button")) b.disabled = false;
     }
   }
 
