@@ -10,7 +10,7 @@ export
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-packages:  ## install missing Debian packages (MariaDB, Redis, nginx, build headers) when root
+packages:  ## install missing Debian packages (MariaDB, Redis, nginx, build headers, Chromium, npm) when root
 	@python3 scripts/devservices.py install-packages
 
 .venv/.installed: requirements.txt requirements-dev.txt | packages
@@ -19,7 +19,12 @@ packages:  ## install missing Debian packages (MariaDB, Redis, nginx, build head
 	@$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-venv: packages .venv/.installed  ## create the virtual environment and install requirements
+# Front-end libraries served as static files (uPlot for the sale dashboard), pinned in package-lock.json.
+node_modules/.installed: package.json package-lock.json | packages
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+venv: packages .venv/.installed node_modules/.installed  ## create the virtual environment, install requirements and npm packages
 
 services: venv  ## start project-owned MariaDB, Redis and the broker (idempotent)
 	@$(PY) scripts/devservices.py up
@@ -54,12 +59,12 @@ stop:  ## stop the background system, keep the services running
 down:  ## stop the background system and the services
 	@scripts/stack.sh down
 
-test: services  ## lint, migration check and the whole test suite (fault scenarios included) against the real services
+test: services  ## lint, migration check and the whole test suite (fault scenarios and browser tests included)
 	@$(PY) -m ruff check .
 	@$(PY) manage.py makemigrations --check --dry-run -v 1
-	@DJANGO_ENV=test $(PY) -m pytest -m "not browser and not cluster" $(PYTEST_ARGS)
+	@DJANGO_ENV=test $(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test-browser: services  ## browser tests in headless Chromium
+test-browser: services  ## only the browser tests (headless Chromium; also part of make test)
 	@DJANGO_ENV=test $(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 test-faults: services  ## only the fault-injection tests (a private copy of the system; also part of make test)

@@ -46,6 +46,23 @@ def healthz(request):
 
 
 def readyz(request):
+    """Everyone gets the status code; only the loopback or the metrics token (`common.ops_access`)
+    gets which dependency failed, the timings and the warnings."""
+    from common.ops_access import ops_access_allowed
+
+    response = _readyz_detailed()
+    if response.status_code != 200 and not ops_access_allowed(request):
+        minimal = JsonResponse(
+            {"success": False, "errorCode": "NOT_READY", "errorMessage": "not ready", "data": None}, status=503
+        )
+        minimal["Retry-After"] = response["Retry-After"]
+        return minimal
+    if not ops_access_allowed(request):
+        return JsonResponse({"success": True, "data": {"status": "ready"}})
+    return response
+
+
+def _readyz_detailed() -> JsonResponse:
     results: dict[str, dict] = {}
     for name, check in CHECKS.items():
         started = time.monotonic()

@@ -15,5 +15,5 @@ app.conf.beat_schedule = {
     "outbox-purge": {"task": "outbox.tasks.outbox_purge", "schedule": 3600.0},
     "popular-prewarm": {"task": "shop.tasks.popular_prewarm", "schedule": 60.0},
     "idempotency-purge": {"task": "common.tasks.idempotency_purge", "schedule": 3600.0},
-    "invariant-audit": {"task": "common.tasks.audit", "schedule": 300.0},
+    "invariant-audit": {"task": "common.tasks.audit", "schedule": 60.0},  # last result: sale dashboard
 }

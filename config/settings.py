@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -98,11 +99,14 @@ INSTALLED_APPS = [
     "orders",
     "payments",
     "outbox",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "dashboard.middleware.LiveMetricsMiddleware",  # per-second figures in memory for the sale dashboard
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files under gunicorn too (DEBUG=0)
     "common.middleware.DependencyErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -202,7 +206,7 @@ CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in config/ce
 
 EVENTSTREAM_REDIS = {"host": REDIS_HOST, "port": REDIS_PORT, "db": REDIS_DB}
 EVENTSTREAM_STORAGE_CLASS = "common.sse.storage.StreamStorage"  # DjangoModelStorage without a connection per stream
-EVENTSTREAM_CHANNELMANAGER_CLASS = "common.sse.storage.UserChannelManager"
+EVENTSTREAM_CHANNELMANAGER_CLASS = "orders.flash_stock.ShopChannelManager"  # own channel + public flash-stock
 # Where browsers reach the SSE stream: the API's own origin (the proxy sends /api/sse/ to the ASGI
 # process), and which page origins may read the ASGI process directly on its port (CORS).
 SSE_PUBLIC_URL = env("SSE_PUBLIC_URL", f"http://127.0.0.1:{env('WEB_PORT', '8000')}").rstrip("/")
@@ -311,6 +315,19 @@ CATALOG_NEAR_CACHE_SECONDS = float(env("CATALOG_NEAR_CACHE_SECONDS", "0" if TEST
 QUEUE_SOLD_OUT_FLAG_SECONDS = env_int("QUEUE_SOLD_OUT_FLAG_SECONDS", 5)  # the consumer's flag re-checks this often
 QUEUE_ESTIMATED_RATE = env_int("QUEUE_ESTIMATED_RATE", 1000)  # requests/s per product, for estimatedWaitSeconds
 
+# --- Operations ----------------------------------------------------------------------------
+# /metrics and the details of /readyz: requests from the loopback (REMOTE_ADDR; never a forwarded
+# header) when METRICS_ALLOW_LOOPBACK, or with `Authorization: Bearer <METRICS_TOKEN>` when a token
+# is set. Anyone else gets 403 from /metrics and only the status from /readyz. A reverse proxy on the
+# same host must not pass /metrics through (docker/nginx/nginx.conf answers 404 for it).
+METRICS_ALLOW_LOOPBACK = env_bool("METRICS_ALLOW_LOOPBACK", True)
+METRICS_TOKEN = env("METRICS_TOKEN")
+if PRODUCTION and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise RuntimeError("METRICS_TOKEN must be at least 32 characters")
+# The checkout consumer's own /metrics (queue answers), for Prometheus; 0 = not served.
+CHECKOUT_CONSUMER_METRICS_PORT = env_int("CHECKOUT_CONSUMER_METRICS_PORT", 0)
+CHECKOUT_CONSUMER_METRICS_ADDR = env("CHECKOUT_CONSUMER_METRICS_ADDR", "127.0.0.1")
+
 # --- The rest ------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", "Asia/Seoul")
@@ -318,6 +335,13 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Front-end libraries installed from npm by `make` (package.json, pinned in package-lock.json).
+_UPLOT_DIST = BASE_DIR / "node_modules" / "uplot" / "dist"
+STATICFILES_DIRS = [("vendor/uplot", _UPLOT_DIST)] if _UPLOT_DIST.is_dir() else []
+# WhiteNoise serves static files from the apps and STATICFILES_DIRS directly (no collectstatic
+# needed for `make run`); in docker, nginx serves the collected copy.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: .*staticfiles")  # STATIC_ROOT: docker only
 RUN_DIR = Path(env("RUN_DIR", str(BASE_DIR / ".run"))).resolve()
 
 if TESTING:  # fast hashing for the thousands of users tests create; never used outside tests

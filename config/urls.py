@@ -3,7 +3,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import health
+from common.ops_access import metrics
+from dashboard.urls import urlpatterns as dashboard_urls
 from orders.demo import flash_sale_demo
+from orders.flash_stock import flash_stock_stream
 
 api_v1 = [
     path("", include("shop.urls")),
@@ -14,12 +17,14 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    path("api/sse/flash-stock", flash_stock_stream, name="sse-flash-stock"),
     path("api/sse/", include("common.sse.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="prometheus-django-metrics"),
+    path("admin/sale/", include(dashboard_urls)),  # before the admin's catch-all
     path("admin/", admin.site.urls),
     path("demo/flash-sale/", flash_sale_demo, name="demo-flash-sale"),
 ]

@@ -1,4 +1,4 @@
-"""The routes of the ASGI (SSE) process: the event stream and a liveness probe, nothing else.
+"""The routes of the ASGI (SSE) process: the event streams and a liveness probe, nothing else.
 
 The admin, the REST API and /metrics are served by the WSGI process only; here every other path is
 the JSON 404 envelope, and every error answers in the envelope too (handlers below).
@@ -8,8 +8,10 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 from common import health
+from orders.flash_stock import flash_stock_stream
 
 urlpatterns = [
+    path("api/sse/flash-stock", csrf_exempt(flash_stock_stream), name="sse-flash-stock"),
     path("api/sse/", include("common.sse.urls")),
     path("healthz", csrf_exempt(health.healthz)),
 ]

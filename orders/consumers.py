@@ -10,6 +10,8 @@ from confluent_kafka import Message
 from django.conf import settings
 
 from common.kafka import ConsumerSpec, register_consumer, topic
+from dashboard.progress import progress_record
+from dashboard.prometheus import serve_consumer_metrics
 from orders.queue.allocation import queue_process_batch
 from orders.queue.keys import QUEUE_TOPIC
 
@@ -22,6 +24,7 @@ def handle_checkout_batch(messages: list[Message]) -> None:
     A malformed message is logged and skipped: it names no claim, so there is nothing to answer,
     and retrying it would block its partition forever.
     """
+    serve_consumer_metrics()
     request_ids: list[uuid.UUID] = []
     wake_product_ids: set[int] = set()
     for msg in messages:
@@ -35,6 +38,7 @@ def handle_checkout_batch(messages: list[Message]) -> None:
             log.warning("checkout: skipping malformed message %s[%s]@%s", msg.topic(), msg.partition(), msg.offset())
     if request_ids or wake_product_ids:
         queue_process_batch(request_ids=request_ids, wake_product_ids=wake_product_ids)
+    progress_record("checkout", messages)  # per-partition progress for the sale dashboard (memory)
 
 
 CHECKOUT_CONSUMER = register_consumer(

@@ -1,4 +1,10 @@
-"""`/demo/flash-sale/`: a plain HTML + JavaScript storefront page for the queued checkout."""
+"""`/demo/flash-sale/`: a plain HTML + JavaScript storefront that shows the whole flash-sale flow.
+
+Sign in, the flash products with their remaining stock live (`/api/sse/flash-stock`), Buy (the queue
+position and how many are still ahead, live), the order with its hold countdown, Pay with points,
+and the order turning CONFIRMED when the outbox consumer applied the payment (`order-completed` on the
+shopper's own stream). Everything it calls is the public API; the page itself holds no state.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,14 @@ from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from shop.models import Product
+from orders.flash_stock import flash_stock_rows
 
 
 @require_GET
 def flash_sale_demo(request):
-    products = Product.objects.filter(is_flash_sale=True, status=Product.Status.ACTIVE).order_by("pk")[:20]
-    return render(request, "demo/flash_sale.html", {"products": products, "sse_url": settings.SSE_PUBLIC_URL})
+    context = {
+        "products": flash_stock_rows()[:20],
+        "sse_url": settings.SSE_PUBLIC_URL,
+        "stock_url": f"{settings.SSE_PUBLIC_URL}/api/sse/flash-stock",
+    }
+    return render(request, "demo/flash_sale.html", context)

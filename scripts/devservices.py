@@ -1016,16 +1016,21 @@ REQUIRED_PROGRAMS = [
     "nginx",
 ]
 REQUIRED_FILES = ["/usr/include/mariadb/mysql.h"]
+# Program -> Debian package, each installed only when its program is missing (a node/npm installed
+# another way is kept): the browser tests' Chromium and its driver, npm for the dashboard's chart library.
+EXTRA_PROGRAMS = {"chromium": "chromium", "chromedriver": "chromium-driver", "node": "nodejs", "npm": "npm"}
 
 
 def cmd_install_packages(cfg: Config) -> int:
     missing = [p for p in REQUIRED_PROGRAMS if which(p) is None]
     missing += [f for f in REQUIRED_FILES if not Path(f).exists()]
-    if not missing:
+    extra = [p for p in EXTRA_PROGRAMS if which(p) is None]
+    if not missing and not extra:
         say("all system packages present, nothing to install")
         return 0
-    say(f"missing: {', '.join(missing)}")
-    install = ["apt-get", "install", "-y", *PACKAGES]
+    say(f"missing: {', '.join(missing + extra)}")
+    packages = (PACKAGES if missing else []) + [EXTRA_PROGRAMS[p] for p in extra]
+    install = ["apt-get", "install", "-y", *packages]
     if os.geteuid() != 0:
         say(f"run as root: sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive {' '.join(install)}")
         return 1

@@ -45,7 +45,11 @@ NON_API_ROUTES = {
     "sse-subscribe": "own stream only (test_sse_channel_of_another_user_is_refused)",
     "schema": "public OpenAPI document",
     "docs": "public interactive docs",
-    "prometheus-django-metrics": "metrics, no user data",
+    "prometheus-django-metrics": "metrics, no user data; loopback or token only (common/tests/test_ops_access.py)",
+    "sse-flash-stock": "public stock figures of the flash products, no user data",
+    "sale-dashboard": "admin_view: staff only (dashboard/tests/test_dashboard.py)",
+    "sale-dashboard-data": "admin_view: staff only",
+    "sale-dashboard-control": "admin_view: staff with the change permission, CSRF",
     "demo-flash-sale": "static demo page, no user data (its API calls are the API's)",
     None: "healthz / readyz: no user data",
 }

@@ -18,12 +18,32 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker" / "compose.yml"
 CONNECTOR_FILE = REPO / "docker" / "debezium" / "outbox-connector.json"
+PROMETHEUS_FILE = REPO / "docker" / "prometheus" / "prometheus.yml"
+GRAFANA = REPO / "docker" / "grafana"
+# The panels of the admin's live dashboard (/admin/sale/), which Grafana must show too.
+DASHBOARD_PANELS = {
+    "Flash stock: remaining / reserved / sold",
+    "Sold-out flag",
+    "Queue depth (QUEUED requests)",
+    "Checkout consumer lag per partition (s)",
+    "Orders per second",
+    "Payments per second",
+    "Refusals per second",
+    "Checkout latency p50 / p95",
+    "Payment latency p50 / p95",
+    "5xx per second",
+    "Relay lag (s)",
+    "Outbox consumer lag (s)",
+    "Invariant auditor: breaches",
+}
 
 REQUIRED_ENV = {
     "DJANGO_SECRET_KEY": "dummy-secret-key-for-compose-validation-0123456789abcdef",
     "DB_PASSWORD": "dummy-db-password",
     "MYSQL_ROOT_PASSWORD": "dummy-root-password",
     "DEBEZIUM_PASSWORD": "dummy-debezium-password",
+    "METRICS_TOKEN": "dummy-metrics-token-for-compose-validation-0123",
+    "GRAFANA_ADMIN_PASSWORD": "dummy-grafana-password",
 }
 
 APP_SERVICES = {
@@ -165,3 +185,61 @@ def test_outbox_connector_routes_the_outbox_table():
     assert config["key.converter"] == "org.apache.kafka.connect.storage.StringConverter"
     assert config["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
     assert config["value.converter.schemas.enable"] == "false"
+
+
+def test_prometheus_and_grafana_services(tmp_path):
+    result = run_compose(tmp_path, REQUIRED_ENV, "--profile", "relay", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name in ("prometheus", "grafana"):
+        image = services[name]["image"]
+        assert ":" in image and not image.endswith(":latest"), image  # pinned
+        for port in services[name].get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", (name, port)  # never published beyond the host
+    prometheus = services["prometheus"]
+    assert prometheus["environment"]["METRICS_TOKEN"] == REQUIRED_ENV["METRICS_TOKEN"]
+    assert "/prometheus/metrics-token" in " ".join(prometheus["entrypoint"])
+    assert any(v["target"] == "/etc/prometheus/prometheus.yml" for v in prometheus["volumes"])
+    grafana = services["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == REQUIRED_ENV["GRAFANA_ADMIN_PASSWORD"]
+    assert {v["target"] for v in grafana["volumes"]} >= {"/etc/grafana/provisioning", "/etc/grafana/dashboards"}
+    # every app process gets the token (web's /metrics refuses anyone without it), none trusts loopback
+    for name in APP_SERVICES | {"outbox-relay"}:
+        env = services[name]["environment"]
+        assert env["METRICS_TOKEN"] == REQUIRED_ENV["METRICS_TOKEN"] and env["METRICS_ALLOW_LOOPBACK"] == "false"
+    assert "web" in services["web"]["environment"]["DJANGO_ALLOWED_HOSTS"].split(",")  # Prometheus's Host
+    # the processes Prometheus scrapes serve their metrics on the compose network
+    assert services["checkout-consumer"]["environment"]["CHECKOUT_CONSUMER_METRICS_PORT"] == "9102"
+    assert services["outbox-consumer"]["environment"]["OUTBOX_CONSUMER_METRICS_PORT"] == "9101"
+    assert services["outbox-relay"]["environment"]["OUTBOX_RELAY_METRICS_PORT"] == "9100"
+
+
+def test_prometheus_scrapes_web_relay_and_consumers():
+    import yaml
+
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"web", "checkout-consumer", "outbox-consumer", "outbox-relay"}
+    assert jobs["web"]["static_configs"][0]["targets"] == ["web:8000"]
+    assert jobs["web"]["authorization"] == {"type": "Bearer", "credentials_file": "/prometheus/metrics-token"}
+    assert jobs["checkout-consumer"]["static_configs"][0]["targets"] == ["checkout-consumer:9102"]
+    assert jobs["outbox-consumer"]["static_configs"][0]["targets"] == ["outbox-consumer:9101"]
+    assert jobs["outbox-relay"]["static_configs"][0]["targets"] == ["outbox-relay:9100"]
+
+
+def test_grafana_is_provisioned_with_the_sale_dashboard():
+    import yaml
+
+    datasource = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (source,) = datasource["datasources"]
+    assert (source["type"], source["url"], source["uid"]) == ("prometheus", "http://prometheus:9090", "prometheus")
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "dashboards.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+
+    dashboard = json.loads((GRAFANA / "dashboards" / "flash-sale.json").read_text())
+    panels = {panel["title"]: panel for panel in dashboard["panels"]}
+    assert set(panels) == DASHBOARD_PANELS
+    for title, panel in panels.items():
+        assert panel["datasource"]["uid"] == "prometheus", title
+        assert panel["targets"] and all(target["expr"].strip() for target in panel["targets"]), title
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(panels)

@@ -63,7 +63,7 @@ def _authenticate(request: HttpRequest):
     return get_user_model().objects.filter(pk=found[0].pk, is_active=True).first()
 
 
-def _allow_origin(response: HttpResponse, request: HttpRequest) -> HttpResponse:
+def allow_origin(response: HttpResponse, request: HttpRequest) -> HttpResponse:
     """CORS for EventSource across ports/hosts: echo an allowed page origin."""
     origin = request.headers.get("Origin")
     if origin and origin in settings.SSE_ALLOWED_ORIGINS:
@@ -72,21 +72,21 @@ def _allow_origin(response: HttpResponse, request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _refuse(request: HttpRequest, status: int, code: str, message: str, data=None) -> HttpResponse:
-    return _allow_origin(JsonResponse(error_body(code, message, data), status=status), request)
+def sse_refuse(request: HttpRequest, status: int, code: str, message: str, data=None) -> HttpResponse:
+    return allow_origin(JsonResponse(error_body(code, message, data), status=status), request)
 
 
 @csrf_exempt  # GET only, authenticated by token, never by cookie: a POST gets the JSON 405 below
 def sse_subscribe(request: HttpRequest, user_id: int) -> HttpResponse:
     if request.method != "GET":
-        return _refuse(request, 405, "METHOD_NOT_ALLOWED", "Only GET is allowed.")
+        return sse_refuse(request, 405, "METHOD_NOT_ALLOWED", "Only GET is allowed.")
     user = _authenticate(request)
     if user is None:
-        return _refuse(request, 401, "UNAUTHORIZED", "A valid ?token= or Bearer access token is required.")
+        return sse_refuse(request, 401, "UNAUTHORIZED", "A valid ?token= or Bearer access token is required.")
     if user.pk != user_id:
-        return _refuse(request, 403, "FORBIDDEN", "You may only read your own event stream.")
+        return sse_refuse(request, 403, "FORBIDDEN", "You may only read your own event stream.")
     if not isinstance(request, ASGIRequest):  # under WSGI the stream never flushes and pins a worker
-        return _refuse(
+        return sse_refuse(
             request,
             421,
             "SSE_WRONG_SERVER",
@@ -96,4 +96,4 @@ def sse_subscribe(request: HttpRequest, user_id: int) -> HttpResponse:
     request.user = user
     response = events(request, channels=[user_channel(user_id)])
     connection.close()  # the stream outlives this thread's work: do not hold a connection meanwhile
-    return _allow_origin(response, request)
+    return allow_origin(response, request)

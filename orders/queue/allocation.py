@@ -19,6 +19,7 @@ from common.bulk_sql import insert_rows, update_by_pk
 from common.db import run_in_transaction
 from common.sse.push import SseBatch, StoredEvent, sse_publish
 from common.sse.storage import sse_trim
+from dashboard.recorder import live_count_answers
 from inventory.errors import InsufficientStock
 from inventory.services import LockedStock, stock_lock, stock_reserve_batch
 from orders.errors import SoldOut
@@ -112,6 +113,7 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
         events.add(row.user_id, *_result_event(row))
     stored = events.store()
     transaction.on_commit(partial(_after_commit, product_id, stored, len(rows), sold_out=available == 0))
+    transaction.on_commit(partial(live_count_answers, len(winners), {c: len(g) for c, g in losers.items()}))
     return len(rows)
 
 
