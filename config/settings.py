@@ -240,6 +240,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Business settings ---------------------------------------------------------------------
 ORDER_HOLD_SECONDS = env_int("ORDER_HOLD_SECONDS", 600)
+# Per-user limits against stock hoarding (orders/limits.py): unpaid orders, units held in them, and units
+# of one flash-sale product across the user's unpaid and paid orders (cancelled/expired ones do not count).
+MAX_OPEN_ORDERS_PER_USER = env_int("MAX_OPEN_ORDERS_PER_USER", 5)
+MAX_HELD_UNITS_PER_USER = env_int("MAX_HELD_UNITS_PER_USER", 200)
+FLASH_SALE_MAX_PER_USER = env_int("FLASH_SALE_MAX_PER_USER", 2)
 IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 48)
 IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 60)
 DEMO_PASSWORD = env("DEMO_PASSWORD", "flashsale-demo")

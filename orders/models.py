@@ -36,6 +36,7 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["user", "-id"], name="order_user_id"),
             models.Index(fields=["status", "expires_at"], name="order_status_expires"),
+            models.Index(fields=["user", "status"], name="order_user_status"),  # per-user limits
         ]
         constraints = [
             models.CheckConstraint(
@@ -62,9 +63,16 @@ class OrderItem(models.Model):
     gift_message = models.CharField(max_length=500, blank=True)
     line_total = models.BigIntegerField()
     cart_item_id = models.BigIntegerField(null=True, blank=True)
+    # True while this line's cart line backs a live order (unpaid or paid), NULL otherwise (no cart line,
+    # or the order expired / was cancelled): the unique key (cart_item_id, cart_item_live) lets a cart
+    # line back one live order at a time (repeated NULLs are allowed, as in QueueRequest.live).
+    cart_item_live = models.BooleanField(null=True, default=None, editable=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["order", "product"], name="uniq_order_item_product")]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "product"], name="uniq_order_item_product"),
+            models.UniqueConstraint(fields=["cart_item_id", "cart_item_live"], name="uniq_order_item_live_cart_line"),
+        ]
 
 
 # --- Flash-sale queue (Flow 3: `POST /checkout/queue`, consumer `checkout`) --------------------

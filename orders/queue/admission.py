@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from common.errors import CacheUnavailable, IdempotencyKeyReused, ValidationFailed
 from common.kafka import ProduceFailed, produce_and_wait, topic
 from orders.errors import AlreadyQueued, NotFlashSaleProduct, QueueUnavailable, SoldOut
+from orders.limits import user_limits_enforce
 from orders.models import QueueRequest, QueueRequestStatus
 from orders.queue.keys import QUEUE_TOPIC, count_answered, queue_key, redis_client
 from orders.sse_store import sse_push_stored
@@ -70,6 +71,8 @@ def queue_request_enqueue(
         earlier = _request_with_key(user_id, idempotency_key)
         if earlier is not None:
             return _resume(earlier, product_id=product_id, quantity=quantity)
+    # a quick refusal without queueing; the consumer's allocation is the authority (orders/limits.py)
+    user_limits_enforce(user_id=user_id, lines=[(product_id, quantity)], flash_product_ids=[product_id])
     position, ahead = _admit(product_id)
     try:
         request = _claim(
