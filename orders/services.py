@@ -53,12 +53,12 @@ def new_order_number(*, now: datetime | None = None, suffix: str | None = None) 
     return f"O{timezone.localtime(now):%Y%m%d%H%M%S}{suffix or secrets.token_hex(4).upper()}"
 
 
-def _lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:
+def checkout_lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:
     items = cart_lines_for_checkout(user_id=user_id, cart_item_ids=cart_item_ids)
     return [LineRequest(i.product_id, i.quantity, i.gift_wrap, i.gift_message, i.pk) for i in items]
 
 
-def _validate_lines(lines: list[LineRequest]) -> None:
+def checkout_lines_validate(lines: list[LineRequest]) -> None:
     if not lines or len(lines) > MAX_LINES:
         raise InvalidItems()
     if len({line.product_id for line in lines}) != len(lines):
@@ -81,8 +81,8 @@ def checkout_initiate(
     the coupon, reserve the stock."""
     if (cart_item_ids is None) == (direct_items is None):
         raise InvalidItems("Give exactly one of cartItemIds and directOrderItems.")
-    lines = _lines_from_cart(user_id, cart_item_ids) if cart_item_ids is not None else list(direct_items or [])
-    _validate_lines(lines)
+    lines = checkout_lines_from_cart(user_id, cart_item_ids) if cart_item_ids is not None else list(direct_items or [])
+    checkout_lines_validate(lines)
 
     products = Product.objects.in_bulk([line.product_id for line in lines])
     for line in lines:

@@ -68,7 +68,7 @@ def queue_request_enqueue(
         raise ValidationFailed(f"quantity must be between 1 and {MAX_QUEUE_QUANTITY}.")
     _flash_sale_product(product_id)
     if idempotency_key is not None:
-        earlier = _request_with_key(user_id, idempotency_key)
+        earlier = request_with_key(user_id, idempotency_key)
         if earlier is not None:
             return _resume(earlier, product_id=product_id, quantity=quantity)
     # a quick refusal without queueing; the consumer's allocation is the authority (orders/limits.py)
@@ -85,7 +85,7 @@ def queue_request_enqueue(
     except AlreadyQueued:
         count_answered(product_id)
         raise
-    except _KeyTaken as taken:  # a concurrent attempt with the same key inserted first
+    except KeyTaken as taken:  # a concurrent attempt with the same key inserted first
         count_answered(product_id)
         return _resume(taken.request, product_id=product_id, quantity=quantity)
     return _publish(request, ahead=ahead)
@@ -95,9 +95,9 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     """Produce the request's message and wait for the ack (withdraw it without one), then push
     `checkout-queued`."""
     try:
-        produce_and_wait(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
+        produce_and_wait(topic(QUEUE_TOPIC), key=request.partition_key, value=_message(request))
     except ProduceFailed as exc:
-        served = _withdraw(request)
+        served = withdraw(request)
         if served is None:
             count_answered(request.product_id)
             log.warning("queue: request %s withdrawn, broker did not acknowledge: %s", request.request_id, exc)
@@ -118,14 +118,14 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     return QueueTicket(request=request, estimated_wait_seconds=wait)
 
 
-def _request_with_key(user_id: int, idempotency_key: str) -> QueueRequest | None:
+def request_with_key(user_id: int, idempotency_key: str) -> QueueRequest | None:
     return QueueRequest.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
 
 
 def _resume(earlier: QueueRequest, *, product_id: int, quantity: int) -> QueueTicket:
     """Answer a retry with the request its key already made. Still QUEUED: publish it again (its
     first attempt may have died before producing it). Answered: nothing to do but name it."""
-    if (earlier.product_id, earlier.quantity) != (product_id, quantity):
+    if (earlier.kind, earlier.product_id, earlier.quantity) != (QueueRequest.Kind.PRODUCT, product_id, quantity):
         raise IdempotencyKeyReused()  # the key named another request (its stored answer expired)
     log.info("queue: request %s (%s) retried with its Idempotency-Key", earlier.request_id, earlier.status)
     if earlier.status != QUEUED:
@@ -151,7 +151,7 @@ def _flash_sale_product(product_id: int) -> Product:
     return product
 
 
-class _KeyTaken(Exception):
+class KeyTaken(Exception):
     def __init__(self, request: QueueRequest):
         self.request = request
 
@@ -160,7 +160,7 @@ def _claim(
     *, user_id: int, product_id: int, quantity: int, position: int, idempotency_key: str | None = None
 ) -> QueueRequest:
     """Insert the QUEUED row (committed at once). The unique live key refuses a second live request;
-    the unique (user, idempotency_key) a second request for one key (`_KeyTaken` names the first)."""
+    the unique (user, idempotency_key) a second request for one key (`KeyTaken` names the first)."""
     for _ in range(2):
         request = QueueRequest(
             request_id=uuid.uuid4(),
@@ -169,13 +169,14 @@ def _claim(
             quantity=quantity,
             queue_position=position,
             idempotency_key=idempotency_key,
+            partition_key=f"product:{product_id}",
         )
         try:
             request.save(force_insert=True)  # one INSERT, committed at once (autocommit)
             return request
         except IntegrityError:
-            if idempotency_key is not None and (taken := _request_with_key(user_id, idempotency_key)):
-                raise _KeyTaken(taken) from None
+            if idempotency_key is not None and (taken := request_with_key(user_id, idempotency_key)):
+                raise KeyTaken(taken) from None
             live = QueueRequest.objects.filter(user_id=user_id, product_id=product_id, live=True).first()
             if live is not None:
                 raise AlreadyQueued(
@@ -201,7 +202,7 @@ def _message(request: QueueRequest) -> bytes:
     ).encode()
 
 
-def _withdraw(request: QueueRequest) -> QueueRequest | None:
+def withdraw(request: QueueRequest) -> QueueRequest | None:
     """Delete a claim the broker did not acknowledge. None if deleted; else the row the consumer answered."""
     deleted, _ = QueueRequest.objects.filter(pk=request.pk, status=QUEUED).delete()
     if deleted:

@@ -42,9 +42,8 @@ SOLD_OUT, INSUFFICIENT_STOCK, INSUFFICIENT_BALANCE = SoldOut.code, InsufficientS
 def queue_process_batch(*, request_ids: Iterable[uuid.UUID], wake_product_ids: Iterable[int] = ()) -> int:
     """Answer the QUEUED requests a polled batch names (see the module docstring). Returns how many."""
     up_to: dict[int, int] = {}
-    for product_id, row_id in QueueRequest.objects.filter(request_id__in=list(request_ids)).values_list(
-        "product_id", "id"
-    ):
+    named = QueueRequest.objects.filter(request_id__in=list(request_ids), kind=QueueRequest.Kind.PRODUCT)
+    for product_id, row_id in named.values_list("product_id", "id"):
         up_to[product_id] = max(up_to.get(product_id, 0), row_id)
     for product_id in set(wake_product_ids):
         newest = (

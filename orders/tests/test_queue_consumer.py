@@ -16,7 +16,7 @@ from django_redis import get_redis_connection
 from common.kafka import produce_and_wait, topic
 from inventory.models import Reservation, Stock
 from orders.models import Order, OrderItem, QueueRequest
-from orders.queue.admission import _withdraw, queue_request_enqueue
+from orders.queue.admission import queue_request_enqueue, withdraw
 from orders.queue.allocation import queue_process_batch
 from orders.queue.controls import queue_pause, queue_resume
 from orders.queue.keys import QUEUE_TOPIC, queue_key
@@ -185,7 +185,7 @@ def test_a_withdrawal_that_loses_to_the_consumer_reports_the_answer():
     request = queue_request_enqueue(user_id=users[0].pk, product_id=product.pk).request
     drain(lambda: answered() == 1)
 
-    served = _withdraw(request)  # the broker's ack timed out, but the message had landed and was served
+    served = withdraw(request)  # the broker's ack timed out, but the message had landed and was served
 
     assert served is not None and served.status == "COMPLETED" and served.order is not None
     assert QueueRequest.objects.count() == 1
