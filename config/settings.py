@@ -252,6 +252,8 @@ DEMO_PASSWORD = env("DEMO_PASSWORD", "flashsale-demo")
 CATALOG_NEAR_CACHE_SECONDS = float(env("CATALOG_NEAR_CACHE_SECONDS", "0" if TESTING else "1"))
 QUEUE_SOLD_OUT_FLAG_SECONDS = env_int("QUEUE_SOLD_OUT_FLAG_SECONDS", 5)  # the consumer's flag re-checks this often
 QUEUE_ESTIMATED_RATE = env_int("QUEUE_ESTIMATED_RATE", 1000)  # requests/s per product, for estimatedWaitSeconds
+# A `POST /checkout` request still QUEUED after this long is served by the consumer's next batch, whatever its key
+QUEUE_ORDER_SWEEP_SECONDS = env_int("QUEUE_ORDER_SWEEP_SECONDS", 10)
 
 # --- The rest ------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -36,6 +36,7 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -380,9 +381,34 @@ def checkout_requests_process(*, request_ids: list[uuid.UUID]) -> int:
                 .order_by("id")
                 .values_list("request_id", flat=True)[:SERVE_CHUNK]
             )
-            for request_id in waiting:
-                served, _ = checkout_request_serve(request_id=request_id, mode=QueueRequest.Mode.QUEUED)
-                answered += served is not None
+            answered += _serve_each(waiting)
             if len(waiting) < SERVE_CHUNK:
                 break
+    return answered + _serve_forgotten()
+
+
+def _serve_each(request_ids: list[uuid.UUID]) -> int:
+    answered = 0
+    for request_id in request_ids:
+        served, _ = checkout_request_serve(request_id=request_id, mode=QueueRequest.Mode.QUEUED)
+        answered += served is not None
     return answered
+
+
+def _serve_forgotten() -> int:
+    """Serve ORDER requests QUEUED for longer than QUEUE_ORDER_SWEEP_SECONDS, whatever their key: a
+    claim whose message never left (its web process died before producing), or whose acknowledged
+    message the broker lost (a broker without durable storage restarted), would otherwise wait for
+    the next message of its key, which may never come. ORDER rows have no product, so the index
+    (product, status, id) finds them."""
+    before = timezone.now() - timedelta(seconds=settings.QUEUE_ORDER_SWEEP_SECONDS)
+    forgotten = list(
+        QueueRequest.objects.filter(product__isnull=True, status=QUEUED, created_at__lt=before)
+        .order_by("id")
+        .values_list("request_id", flat=True)[:SERVE_CHUNK]
+    )
+    if forgotten:
+        log.warning(
+            "checkout: serving %d request(s) queued for over %s s", len(forgotten), settings.QUEUE_ORDER_SWEEP_SECONDS
+        )
+    return _serve_each(forgotten)

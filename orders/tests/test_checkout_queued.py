@@ -357,3 +357,21 @@ def test_during_an_outage_flash_products_get_503_at_once_without_touching_the_st
     assert not QueueRequest.objects.filter(product=None, status="QUEUED").exists()
     assert QueueRequest.objects.filter(mode="SYNC_FALLBACK", status="COMPLETED").count() == 10
     assert QueueRequest.objects.count() == 10  # the flash requests were withdrawn: nothing queued
+
+
+def test_a_request_whose_message_was_lost_is_served_with_the_next_batch_of_any_key():
+    user, client = shopper()
+    a, b = make_product(stock=5, price=1_000), make_product(stock=5, price=1_000)
+    with isolated_queue_topic():  # its message goes where no consumer reads: as if the broker lost it
+        lost = client.post(URL, {"items": [{"productId": a.pk, "quantity": 1}]}, format="json").json()["data"]
+    QueueRequest.objects.filter(request_id=lost["requestId"]).update(
+        created_at=timezone.now() - timedelta(seconds=settings.QUEUE_ORDER_SWEEP_SECONDS + 1)
+    )
+    later = client.post(URL, {"items": [{"productId": b.pk, "quantity": 1}]}, format="json").json()["data"]
+
+    drain(lambda: answered() == 2)
+
+    rows = {str(r.request_id): r for r in QueueRequest.objects.all()}
+    assert rows[lost["requestId"]].status == rows[later["requestId"]].status == "COMPLETED"
+    assert rows[lost["requestId"]].partition_key != rows[later["requestId"]].partition_key
+    assert stock_of(a) == (5, 1) and stock_of(b) == (5, 1)
