@@ -235,3 +235,17 @@ def test_a_cart_line_is_free_again_once_its_order_is_cancelled_or_expired(shoppe
     assert list(live) == [third.pk]
     assert CartItem.objects.filter(pk=item.pk).exists()
     assert stock_of(product) == (100, 1)
+
+
+def test_expire_unpaid_frees_the_users_of_an_earlier_load_run(shopper):
+    from django.core.management import call_command
+
+    product = make_product(stock=10, price=1_000)
+    orders = [checkout_initiate(user_id=shopper.pk, direct_items=[LineRequest(product.pk, 1)]) for _ in range(3)]
+    payment_process(user_id=shopper.pk, order_id=orders[0].pk, amount=orders[0].final_amount)
+
+    call_command("expire_unpaid", "--users", f"{shopper.pk}")
+
+    statuses = sorted(Order.objects.filter(user=shopper).values_list("status", flat=True))
+    assert statuses == ["EXPIRED", "EXPIRED", "PAID"]
+    assert stock_of(product) == (10, 1)
