@@ -62,10 +62,13 @@ class CheckoutQueueView(APIView):
         responses={202: EnqueuedOutput},
         operation_id="checkout_queue",
         description=(
-            "Queue a flash-sale checkout. 202 once the broker acknowledged it; the result arrives as "
+            "Queue a flash-sale checkout of one product (batched allocation: the fastest path for a flash "
+            "sale; `POST /checkout` is the general endpoint for new clients). 202 once the broker acknowledged it; "
+            "the result arrives as "
             "`checkout-completed` / `checkout-failed` on `/api/sse/subscribe/{userId}` and from "
             "`GET /checkout/queue/{requestId}`. 404 PRODUCT_NOT_FOUND, 409 NOT_FLASH_SALE_PRODUCT, "
-            "409 SOLD_OUT (refused without queueing), 409 ALREADY_QUEUED (one live request per user and "
+            "409 SOLD_OUT (refused without queueing), 409 PURCHASE_LIMIT_EXCEEDED / TOO_MANY_OPEN_ORDERS / "
+            "HELD_UNITS_LIMIT (per-user limits), 409 ALREADY_QUEUED (one live request per user and "
             "product; `data.requestId` names it), 503 QUEUE_UNAVAILABLE (broker down: nothing was queued), "
             "503 CACHE_UNAVAILABLE (Redis down)."
         ),
