@@ -130,3 +130,33 @@ def test_queue_allocation_locks_requests_sse_counters_wallets_then_stock():
     ]
     statuses = dict(QueueRequest.objects.values_list("user_id", "error_code"))
     assert statuses == {users[0].pk: "", users[1].pk: "SOLD_OUT", users[2].pk: "INSUFFICIENT_BALANCE"}
+
+
+def test_a_queued_checkout_locks_its_request_sse_counter_wallet_coupon_then_stock(shopper):
+    from orders.queue.checkout import checkout_request_serve
+
+    user, user_coupon, products = shopper
+    request = QueueRequest.objects.create(
+        request_id=uuid.uuid4(),
+        user=user,
+        kind=QueueRequest.Kind.ORDER,
+        quantity=3,
+        lines=[
+            {"productId": products[1].pk, "quantity": 1, "giftWrap": False, "giftMessage": ""},
+            {"productId": products[0].pk, "quantity": 2, "giftWrap": True, "giftMessage": ""},
+        ],
+        user_coupon_id=user_coupon.pk,
+        partition_key=f"product:{products[1].pk}",
+        queue_position=1,
+    )
+    locked = run(lambda: checkout_request_serve(request_id=request.request_id, mode=QueueRequest.Mode.QUEUED))
+    assert locked == [
+        "orders_queuerequest",
+        "django_eventstream_eventcounter",
+        "shop_pointwallet",
+        "shop_usercoupon",
+        "inventory_stock",
+        "orders_queuerequest",  # COMPLETED, on the row locked first
+    ]
+    request.refresh_from_db()
+    assert request.status == "COMPLETED" and request.order.user_coupon_id == user_coupon.pk
