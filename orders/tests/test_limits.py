@@ -248,4 +248,4 @@ def test_expire_unpaid_frees_the_users_of_an_earlier_load_run(shopper):
 
     statuses = sorted(Order.objects.filter(user=shopper).values_list("status", flat=True))
     assert statuses == ["EXPIRED", "EXPIRED", "PAID"]
-    assert stock_of(product) == (10, 1)
+    assert stock_of(product) == (9, 0)  # the paid unit left the stock; the expired ones hold nothing
