@@ -10,12 +10,14 @@ Concurrency policy (see README, "Concurrency policy"):
 Lock order, the one rule of every use case (orders/tests/test_lock_order.py reads it from the SQL):
 1. the row the use case is about: the order (`orders.locks.lock_order`; expiry: the due orders in
    id order), or the queue consumer's requests in id order;
-2. the rows of that order and its user, in this order: the payment, the wallet, the coupon, the
-   users' SSE counters (in name order);
+2. the rows of that order and its user, in this order: the payment, the users' SSE counters (in
+   name order), the wallet (in user-id order), the coupon, the order's lines;
 3. last, the hot rows every buyer shares: stock rows in product-id order (`inventory.services`),
    held as briefly as possible.
 After the stock rows a transaction only inserts new rows and writes rows it already holds. Checkout
-has no order row yet: it starts at step 2 (the user's coupon), then creates the order.
+has no order row yet: it starts at step 2 with the user's wallet, the per-user lock that serializes
+one user's checkouts so that their limits hold (`orders.limits`), then the coupon, and creates the
+order.
 """
 
 from __future__ import annotations

@@ -307,6 +307,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # --- Business settings ---------------------------------------------------------------------
 ORDER_HOLD_SECONDS = env_int("ORDER_HOLD_SECONDS", 600)
+# Per-user limits against stock hoarding (orders/limits.py): unpaid orders, units held in them, and units
+# of one flash-sale product across the user's unpaid and paid orders (cancelled/expired ones do not count).
+MAX_OPEN_ORDERS_PER_USER = env_int("MAX_OPEN_ORDERS_PER_USER", 5)
+MAX_HELD_UNITS_PER_USER = env_int("MAX_HELD_UNITS_PER_USER", 200)
+FLASH_SALE_MAX_PER_USER = env_int("FLASH_SALE_MAX_PER_USER", 2)
 IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 48)
 IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 60)
 DEMO_PASSWORD = env("DEMO_PASSWORD", "flashsale-demo")
@@ -314,6 +319,8 @@ DEMO_PASSWORD = env("DEMO_PASSWORD", "flashsale-demo")
 CATALOG_NEAR_CACHE_SECONDS = float(env("CATALOG_NEAR_CACHE_SECONDS", "0" if TESTING else "1"))
 QUEUE_SOLD_OUT_FLAG_SECONDS = env_int("QUEUE_SOLD_OUT_FLAG_SECONDS", 5)  # the consumer's flag re-checks this often
 QUEUE_ESTIMATED_RATE = env_int("QUEUE_ESTIMATED_RATE", 1000)  # requests/s per product, for estimatedWaitSeconds
+# A `POST /checkout` request still QUEUED after this long is served by the consumer's next batch, whatever its key
+QUEUE_ORDER_SWEEP_SECONDS = env_int("QUEUE_ORDER_SWEEP_SECONDS", 10)
 
 # --- Operations ----------------------------------------------------------------------------
 # /metrics and the details of /readyz: requests from the loopback (REMOTE_ADDR; never a forwarded

@@ -92,16 +92,18 @@ class QueueRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "id",
         "request_id",
         "user",
+        "kind",
         "product",
         "quantity",
         "status",
+        "mode",
         "queue_position",
         "order",
         "error_code",
         "created_at",
         "completed_at",
     )
-    list_filter = ("status", "error_code")
+    list_filter = ("status", "kind", "mode", "error_code")
     search_fields = ("=request_id", "user__username")
     list_select_related = ("user", "product", "order")
     readonly_fields = [f.name for f in QueueRequest._meta.fields]

@@ -77,7 +77,18 @@ class CheckoutInitiateView(APIView):
                 raise InvalidItems("The item list must not be empty.")
             return attrs
 
-    @extend_schema(request=Input, responses=OrderOutput, operation_id="checkout_initiate")
+    @extend_schema(
+        request=Input,
+        responses=OrderOutput,
+        operation_id="checkout_initiate",
+        description=(
+            "The synchronous checkout: the order in the answer, every time. A new client should prefer "
+            "`POST /checkout` (queued, with synchronous failover when the broker is down); this one remains for "
+            "clients that need the order at once. 409 TOO_MANY_OPEN_ORDERS / HELD_UNITS_LIMIT / "
+            "PURCHASE_LIMIT_EXCEEDED (per-user limits), 409 CART_ITEM_IN_OPEN_ORDER (a cart line backs one live "
+            "order), 409 INSUFFICIENT_STOCK, 409 INSUFFICIENT_BALANCE, 409 COUPON_NOT_USABLE."
+        ),
+    )
     @idempotent
     def post(self, request):
         data = self.Input(data=request.data)

@@ -1,4 +1,4 @@
-"""Kafka consumers of the orders app: `manage.py run_consumer checkout` (the flash-sale queue)."""
+"""Kafka consumers of the orders app: `manage.py run_consumer checkout` (the checkout queue)."""
 
 from __future__ import annotations
 
@@ -13,31 +13,39 @@ from common.kafka import ConsumerSpec, register_consumer, topic
 from dashboard.progress import progress_record
 from dashboard.prometheus import serve_consumer_metrics
 from orders.queue.allocation import queue_process_batch
+from orders.queue.checkout import checkout_requests_process
 from orders.queue.keys import QUEUE_TOPIC
 
 log = logging.getLogger(__name__)
 
 
 def handle_checkout_batch(messages: list[Message]) -> None:
-    """Decode the batch (requests and operator wake-ups) and answer it; see orders/queue/.
+    """Decode the batch (flash-sale requests, whole checkouts and operator wake-ups) and answer it; see
+    orders/queue/. The flash-sale requests are allocated in batches per product first, then each whole
+    checkout (`POST /checkout`) is served in its own transaction, in partition order.
 
     A malformed message is logged and skipped: it names no claim, so there is nothing to answer,
     and retrying it would block its partition forever.
     """
     serve_consumer_metrics()
     request_ids: list[uuid.UUID] = []
+    order_request_ids: list[uuid.UUID] = []
     wake_product_ids: set[int] = set()
     for msg in messages:
         try:
             body = json.loads(msg.value())
             if body.get("type") == "wake":
                 wake_product_ids.add(int(body["productId"]))
+            elif body.get("type") == "order":
+                order_request_ids.append(uuid.UUID(str(body["requestId"])))
             else:
                 request_ids.append(uuid.UUID(str(body["requestId"])))
         except (TypeError, ValueError, KeyError, AttributeError):
             log.warning("checkout: skipping malformed message %s[%s]@%s", msg.topic(), msg.partition(), msg.offset())
     if request_ids or wake_product_ids:
         queue_process_batch(request_ids=request_ids, wake_product_ids=wake_product_ids)
+    if order_request_ids:
+        checkout_requests_process(request_ids=order_request_ids)
     progress_record("checkout", messages)  # per-partition progress for the sale dashboard (memory)
 
 

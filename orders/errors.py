@@ -24,6 +24,33 @@ class InsufficientBalanceAtCheckout(InsufficientBalance):
     message = "Your points balance is below the order amount."
 
 
+# --- Per-user limits (orders/limits.py) -------------------------------------------------------
+class TooManyOpenOrders(Conflict):
+    """`data = {"limit", "current"}`: unpaid orders the user already has."""
+
+    code, message = "TOO_MANY_OPEN_ORDERS", "You have too many unpaid orders; pay or cancel one first."
+
+
+class HeldUnitsLimit(Conflict):
+    """`data = {"limit", "current", "requested"}`: units in the user's unpaid orders, and this order's."""
+
+    code, message = "HELD_UNITS_LIMIT", "Your unpaid orders already hold too many units; pay or cancel one first."
+
+
+class PurchaseLimitExceeded(Conflict):
+    """`data = {"productId", "limit", "current", "requested"}`: units of this flash-sale product the user
+    holds or bought (unpaid and paid orders), and the units asked for now (the cart, which counts no
+    orders, gives only `productId`, `limit` and `requested`)."""
+
+    code, message = "PURCHASE_LIMIT_EXCEEDED", "This flash-sale product is limited per customer."
+
+
+class CartItemInOpenOrder(Conflict):
+    """`data = {"cartItemIds"}`: a cart line backs one live order at a time."""
+
+    code, message = "CART_ITEM_IN_OPEN_ORDER", "This cart line is already in an order; pay or cancel that one."
+
+
 # --- Flash-sale queue ------------------------------------------------------------------------
 class QueueUnavailable(DependencyUnavailable):
     code, message, retry_after = "QUEUE_UNAVAILABLE", "The checkout queue is unavailable; retry shortly.", 2

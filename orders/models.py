@@ -36,6 +36,7 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["user", "-id"], name="order_user_id"),
             models.Index(fields=["status", "expires_at"], name="order_status_expires"),
+            models.Index(fields=["user", "status"], name="order_user_status"),  # per-user limits
         ]
         constraints = [
             models.CheckConstraint(
@@ -62,9 +63,16 @@ class OrderItem(models.Model):
     gift_message = models.CharField(max_length=500, blank=True)
     line_total = models.BigIntegerField()
     cart_item_id = models.BigIntegerField(null=True, blank=True)
+    # True while this line's cart line backs a live order (unpaid or paid), NULL otherwise (no cart line,
+    # or the order expired / was cancelled): the unique key (cart_item_id, cart_item_live) lets a cart
+    # line back one live order at a time (repeated NULLs are allowed, as in QueueRequest.live).
+    cart_item_live = models.BooleanField(null=True, default=None, editable=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["order", "product"], name="uniq_order_item_product")]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "product"], name="uniq_order_item_product"),
+            models.UniqueConstraint(fields=["cart_item_id", "cart_item_live"], name="uniq_order_item_live_cart_line"),
+        ]
 
 
 # --- Flash-sale queue (Flow 3: `POST /checkout/queue`, consumer `checkout`) --------------------
@@ -76,12 +84,24 @@ class QueueRequestStatus(models.TextChoices):
     FAILED = "FAILED"
 
 
+class QueueRequestKind(models.TextChoices):
+    PRODUCT = "PRODUCT"  # `POST /checkout/queue`: units of one flash-sale product, allocated in batches
+    ORDER = "ORDER"  # `POST /checkout`: a whole checkout (direct lines or cart lines), served one by one
+
+
+class QueueRequestMode(models.TextChoices):
+    QUEUED = "QUEUED"  # answered (or to be answered) by the consumer
+    SYNC_FALLBACK = "SYNC_FALLBACK"  # the broker did not acknowledge: served by the web process itself
+
+
 class QueueRequest(models.Model):
-    """One queued flash-sale checkout. The row is the claim; the Kafka message only carries its id.
+    """One queued checkout. The row is the claim; the Kafka message only carries its id.
 
     `live` is True while the request is QUEUED and NULL once it is done, so the unique key
     (user, product, live) allows one live request per user per product and any number of finished
     ones (MariaDB/MySQL unique keys admit repeated NULLs). See orders/queue/ for the protocol.
+    ORDER requests have no product (their lines are in `lines` or `cart_item_ids`), so the rule of
+    one live request per product does not apply to them; the per-user limits (orders/limits.py) do.
 
     `idempotency_key` is the client's Idempotency-Key, stored in the INSERT that creates the request:
     a retry that takes over the key of a crashed attempt finds this request instead of queueing a
@@ -89,12 +109,22 @@ class QueueRequest(models.Model):
     """
 
     Status = QueueRequestStatus
+    Kind = QueueRequestKind
+    Mode = QueueRequestMode
 
     request_id = models.UUIDField(unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="queue_requests")
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="queue_requests")
-    quantity = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=8, choices=QueueRequestKind.choices, default=QueueRequestKind.PRODUCT)
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT, related_name="queue_requests")
+    quantity = models.PositiveSmallIntegerField(help_text="units asked for (ORDER: over all lines)")
+    # ORDER only: exactly one of `lines` ([{productId, quantity, giftWrap, giftMessage}]) and `cart_item_ids`
+    lines = models.JSONField(null=True, blank=True)
+    cart_item_ids = models.JSONField(null=True, blank=True)
+    user_coupon_id = models.BigIntegerField(null=True, blank=True)
+    delivery_address = models.CharField(max_length=500, blank=True)
+    partition_key = models.CharField(max_length=40, blank=True, help_text="the Kafka message key")
     status = models.CharField(max_length=16, choices=QueueRequestStatus.choices, default=QueueRequestStatus.QUEUED)
+    mode = models.CharField(max_length=16, choices=QueueRequestMode.choices, default=QueueRequestMode.QUEUED)
     live = models.BooleanField(null=True, default=True, editable=False)
     queue_position = models.PositiveBigIntegerField()
     order = models.OneToOneField(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="queue_request")
@@ -107,7 +137,10 @@ class QueueRequest(models.Model):
     )
 
     class Meta:
-        indexes = [models.Index(fields=["product", "status", "id"], name="queue_product_status_id")]
+        indexes = [
+            models.Index(fields=["product", "status", "id"], name="queue_product_status_id"),
+            models.Index(fields=["partition_key", "status", "id"], name="queue_key_status_id"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["user", "product", "live"], name="uniq_queue_live_request"),
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="uniq_queue_idempotency_key"),
@@ -119,12 +152,27 @@ class QueueRequest(models.Model):
                 name="queue_live_iff_queued",
             ),
             models.CheckConstraint(
-                condition=models.Q(quantity__gte=1, quantity__lte=MAX_QUEUE_QUANTITY), name="queue_quantity_1_10"
+                condition=(
+                    models.Q(
+                        kind=QueueRequestKind.PRODUCT,
+                        product__isnull=False,
+                        quantity__gte=1,
+                        quantity__lte=MAX_QUEUE_QUANTITY,
+                    )
+                    | models.Q(kind=QueueRequestKind.ORDER, product__isnull=True, quantity__gte=1)
+                ),
+                name="queue_kind_product_quantity",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
+
+    @property
+    def counter(self) -> int | str:
+        """The name of its Redis position counter (orders/queue/keys.py): the product of a PRODUCT
+        request, the partition key of an ORDER request."""
+        return self.product_id if self.kind == QueueRequestKind.PRODUCT else self.partition_key
 
 
 class FlashSaleControl(models.Model):

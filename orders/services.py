@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.db import use_case
 from inventory.services import stock_release, stock_reserve, stock_restock
 from orders.errors import (
+    CartItemInOpenOrder,
     InsufficientBalanceAtCheckout,
     InvalidItems,
     InvalidTransition,
     OrderNotCancellable,
 )
+from orders.limits import user_checkout_lock, user_limits_enforce
 from orders.locks import lock_order
 from orders.models import Order, OrderItem, OrderStatus
 from orders.state import can_transition, order_transition
@@ -32,7 +34,6 @@ from shop.errors import ProductNotFound
 from shop.models import Product
 from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES, line_total
 from shop.selectors.cart import cart_lines_for_checkout
-from shop.selectors.wallet import points_balance
 from shop.services import coupons as coupon_services
 
 
@@ -52,12 +53,12 @@ def new_order_number(*, now: datetime | None = None, suffix: str | None = None) 
     return f"O{timezone.localtime(now):%Y%m%d%H%M%S}{suffix or secrets.token_hex(4).upper()}"
 
 
-def _lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:
+def checkout_lines_from_cart(user_id: int, cart_item_ids: list[int]) -> list[LineRequest]:
     items = cart_lines_for_checkout(user_id=user_id, cart_item_ids=cart_item_ids)
     return [LineRequest(i.product_id, i.quantity, i.gift_wrap, i.gift_message, i.pk) for i in items]
 
 
-def _validate_lines(lines: list[LineRequest]) -> None:
+def checkout_lines_validate(lines: list[LineRequest]) -> None:
     if not lines or len(lines) > MAX_LINES:
         raise InvalidItems()
     if len({line.product_id for line in lines}) != len(lines):
@@ -76,11 +77,12 @@ def checkout_initiate(
     user_coupon_id: int | None = None,
     delivery_address: str = "",
 ) -> Order:
-    """Price the lines, check the balance, create the order, hold the coupon, reserve the stock."""
+    """Lock the user (the per-user limits), price the lines, check the balance, create the order, hold
+    the coupon, reserve the stock."""
     if (cart_item_ids is None) == (direct_items is None):
         raise InvalidItems("Give exactly one of cartItemIds and directOrderItems.")
-    lines = _lines_from_cart(user_id, cart_item_ids) if cart_item_ids is not None else list(direct_items or [])
-    _validate_lines(lines)
+    lines = checkout_lines_from_cart(user_id, cart_item_ids) if cart_item_ids is not None else list(direct_items or [])
+    checkout_lines_validate(lines)
 
     products = Product.objects.in_bulk([line.product_id for line in lines])
     for line in lines:
@@ -88,6 +90,12 @@ def checkout_initiate(
         if product is None or product.status != Product.Status.ACTIVE:
             raise ProductNotFound(data={"productId": line.product_id})
 
+    balance = user_checkout_lock(user_id=user_id)  # serializes this user's checkouts: the limits hold
+    user_limits_enforce(
+        user_id=user_id,
+        lines=[(line.product_id, line.quantity) for line in lines],
+        flash_product_ids=[line.product_id for line in lines if products[line.product_id].is_flash_sale],
+    )
     now = timezone.now()
     priced = []  # (line, unit price, line total)
     for line in lines:
@@ -100,7 +108,6 @@ def checkout_initiate(
             user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, now=now
         )
     final = total - discount
-    balance = points_balance(user_id=user_id)
     if balance < final:  # early refusal (incident 3); the debit at payment is the real guard
         raise InsufficientBalanceAtCheckout(data={"required": final, "balance": balance})
 
@@ -115,7 +122,20 @@ def checkout_initiate(
         delivery_address=delivery_address,
         expires_at=expires_at,
     )
-    OrderItem.objects.bulk_create(
+    _create_items(order, priced, products)
+    if user_coupon_id is not None:
+        coupon_services.user_coupon_hold(
+            user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, order_id=order.pk, now=now
+        )
+    # Last, so the hot stock rows stay locked for as short a time as possible before commit.
+    stock_reserve(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines], expires_at=expires_at)
+    return order
+
+
+def _create_items(order: Order, priced: list[tuple[LineRequest, int, int]], products: dict[int, Product]) -> None:
+    """The order's lines. A cart line already backing a live order trips the unique key
+    (cart_item_id, cart_item_live): 409 CART_ITEM_IN_OPEN_ORDER, and the whole checkout rolls back."""
+    items = [
         OrderItem(
             order=order,
             product_id=line.product_id,
@@ -126,16 +146,22 @@ def checkout_initiate(
             gift_message=line.gift_message,
             line_total=amount,
             cart_item_id=line.cart_item_id,
+            cart_item_live=True if line.cart_item_id is not None else None,
         )
         for line, unit_price, amount in priced
-    )
-    if user_coupon_id is not None:
-        coupon_services.user_coupon_hold(
-            user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, order_id=order.pk, now=now
-        )
-    # Last, so the hot stock rows stay locked for as short a time as possible before commit.
-    stock_reserve(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines], expires_at=expires_at)
-    return order
+    ]
+    try:
+        OrderItem.objects.bulk_create(items)
+    except IntegrityError as exc:
+        if "uniq_order_item_live_cart_line" not in str(exc):
+            raise
+        cart_ids = sorted(line.cart_item_id for line, _, _ in priced if line.cart_item_id is not None)
+        raise CartItemInOpenOrder(data={"cartItemIds": cart_ids}) from None
+
+
+def _free_cart_lines(order_ids: list[int]) -> None:
+    """The order expired or was cancelled: its cart lines may back a new order."""
+    OrderItem.objects.filter(order_id__in=order_ids, cart_item_live=True).update(cart_item_live=None)
 
 
 def _items_payload(order: Order) -> list[dict]:
@@ -186,6 +212,7 @@ def _expire_locked(orders: list[Order]) -> None:
         order_transition(order, OrderStatus.EXPIRED)
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
+    _free_cart_lines([o.pk for o in orders])
     stock_release(order_ids=[o.pk for o in orders])
     for order in orders:
         _enqueue_closed(order, "OrderExpired", reason="EXPIRED", was_paid=False)
@@ -224,10 +251,12 @@ def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Ord
         payment_refund(order=order)
         if order.user_coupon_id:
             coupon_services.user_coupon_restore(order_id=order.pk)
+        _free_cart_lines([order.pk])
         stock_restock(order_id=order.pk)
     else:
         if order.user_coupon_id:
             coupon_services.user_coupon_release(order_id=order.pk)
+        _free_cart_lines([order.pk])
         stock_release(order_ids=[order.pk])
     _enqueue_closed(order, "OrderCancelled", reason=reason[:255] or "CANCELLED", was_paid=was_paid)
     return order

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench SCENARIO=<name>: run k6/<name>.js against the whole stack and write a report.
 #   1. starts the stack (scripts/stack.sh up) unless something already answers /readyz on WEB_PORT
-#   2. reseeds: flash products 1..5 restocked, event coupons reset, fresh tokens for users 1..1000
+#   2. reseeds: earlier runs' unpaid orders expired, flash products 1..5 restocked, event coupons reset,
+#      fresh tokens for users 1..1000
 #   3. runs the scenario with `--out csv=` while bench/procstats.py samples CPU/memory every second and
 #      bench/lockwaits.py the rows transactions wait on (and InnoDB's row-lock counters over the run)
 #   4. runs `manage.py audit_invariants`
@@ -45,6 +46,7 @@ STACK_PID=""
 
 # 2. reseed
 echo "[bench] reseeding"
+$PY manage.py expire_unpaid --users 1-1000   # earlier runs' unpaid orders count against the per-user limits
 $PY manage.py restock --products 1-5 --available "${FLASH_STOCK:-20000}"
 $PY manage.py reset_coupons --ids 1-3,9,10 --reopen
 $PY manage.py issue_tokens --users 1-1000 --out "$RAW_DIR/tokens.json" >/dev/null

@@ -144,6 +144,16 @@ ATTACKS: dict[tuple[str, str], list[Attack]] = {
     ],
     ("checkout-queue", "post"): [Attack(body=lambda v: {"userId": v.user.pk, "productId": v.product.pk})],
     ("checkout-queue-status", "get"): [Attack(kwargs=lambda v: {"request_id": v.queue_request.request_id})],
+    ("checkout", "post"): [
+        Attack(body=lambda v: {"userId": v.user.pk, "items": _lines(v)}),
+        Attack(body=lambda v: {"cartItemIds": [v.cart_item.pk]}, expect=(400, 403, 404), label="victim's cart line"),
+        Attack(
+            body=lambda v: {"items": _lines(v), "userCouponId": v.user_coupon.pk},
+            expect=(403, 404, 409),
+            label="victim's coupon",
+        ),
+    ],
+    ("checkout-status", "get"): [Attack(kwargs=lambda v: {"request_id": v.queue_request.request_id})],
     ("payment-process", "post"): [
         Attack(body=lambda v: {"orderId": v.order.pk, "amount": v.order.final_amount}),
         Attack(body=lambda v: {"orderId": v.order.pk, "amount": v.order.final_amount, "userId": v.user.pk}),
@@ -216,7 +226,8 @@ def test_every_route_is_classified():
 
 
 @pytest.fixture
-def victim(db) -> Victim:
+def victim(db, settings) -> Victim:
+    settings.FLASH_SALE_MAX_PER_USER = 10  # the victim holds several units of one flash-sale product
     user = UserFactory()
     fund(user, 1_000_000)
     product = make_product(stock=100, price=10_000, is_flash_sale=True)

@@ -29,7 +29,9 @@ def sale():
     fund(buyer, 1_000_000)
     paid = checkout_initiate(user_id=buyer.pk, direct_items=[LineRequest(product.pk, 1)])
     payment_process(user_id=buyer.pk, order_id=paid.pk, amount=paid.final_amount)
-    checkout_initiate(user_id=buyer.pk, direct_items=[LineRequest(product.pk, 2)])
+    holder = UserFactory()  # another shopper: a flash product is limited per customer (FLASH_SALE_MAX_PER_USER)
+    fund(holder, 1_000_000)
+    checkout_initiate(user_id=holder.pk, direct_items=[LineRequest(product.pk, 2)])
     for position in range(1, 4):
         QueueRequest.objects.create(
             request_id=uuid.uuid4(), user=UserFactory(), product=product, quantity=1, queue_position=position

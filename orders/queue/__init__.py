@@ -1,5 +1,8 @@
-"""Flash-sale queued checkout (Flow 3): admission (web, `admission.py`), batch allocation (consumer,
-`allocation.py`), operator switches (`controls.py`); Redis keys and counters in `keys.py`.
+"""Queued checkout. Flash-sale requests (Flow 3, `POST /checkout/queue`): admission (web, `admission.py`),
+batch allocation (consumer, `allocation.py`), operator switches (`controls.py`); Redis keys and counters
+in `keys.py`. Whole checkouts (`POST /checkout`, ORDER requests, served one by one through the synchronous
+use case, with synchronous failover): `checkout.py`, which has its own docstring. Both kinds share the
+request table, the topic and the consumer.
 
 The request row is the claim; the Kafka message is only a wake-up that names it.
 

@@ -20,6 +20,7 @@ from common.errors import CacheUnavailable, IdempotencyKeyReused, ValidationFail
 from common.kafka import OutgoingMessage, ProduceFailed, produce_and_wait, topic
 from common.sse.push import sse_push_stored
 from orders.errors import AlreadyQueued, NotFlashSaleProduct, QueueUnavailable, SoldOut
+from orders.limits import user_limits_enforce
 from orders.models import QueueRequest, QueueRequestStatus
 from orders.queue.keys import QUEUE_TOPIC, count_answered, queue_key, redis_client
 from shop.errors import ProductNotFound
@@ -67,9 +68,11 @@ def queue_request_enqueue(
         raise ValidationFailed(f"quantity must be between 1 and {MAX_QUEUE_QUANTITY}.")
     _flash_sale_product(product_id)
     if idempotency_key is not None:
-        earlier = _request_with_key(user_id, idempotency_key)
+        earlier = request_with_key(user_id, idempotency_key)
         if earlier is not None:
             return _resume(earlier, product_id=product_id, quantity=quantity)
+    # a quick refusal without queueing; the consumer's allocation is the authority (orders/limits.py)
+    user_limits_enforce(user_id=user_id, lines=[(product_id, quantity)], flash_product_ids=[product_id])
     position, ahead = _admit(product_id)
     try:
         request = _claim(
@@ -82,7 +85,7 @@ def queue_request_enqueue(
     except AlreadyQueued:
         count_answered(product_id)
         raise
-    except _KeyTaken as taken:  # a concurrent attempt with the same key inserted first
+    except KeyTaken as taken:  # a concurrent attempt with the same key inserted first
         count_answered(product_id)
         return _resume(taken.request, product_id=product_id, quantity=quantity)
     return _publish(request, ahead=ahead)
@@ -92,9 +95,7 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     """Produce the request's message and wait for the ack (withdraw it without one), then push
     `checkout-queued`."""
     try:
-        produce_and_wait(
-            OutgoingMessage(topic(QUEUE_TOPIC), key=f"product:{request.product_id}", value=_message(request))
-        )
+        produce_and_wait(OutgoingMessage(topic(QUEUE_TOPIC), key=request.partition_key, value=_message(request)))
     except ProduceFailed as exc:
         served = queue_request_withdraw(request)
         if served is None:
@@ -117,14 +118,14 @@ def _publish(request: QueueRequest, *, ahead: int) -> QueueTicket:
     return QueueTicket(request=request, estimated_wait_seconds=wait)
 
 
-def _request_with_key(user_id: int, idempotency_key: str) -> QueueRequest | None:
+def request_with_key(user_id: int, idempotency_key: str) -> QueueRequest | None:
     return QueueRequest.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
 
 
 def _resume(earlier: QueueRequest, *, product_id: int, quantity: int) -> QueueTicket:
     """Answer a retry with the request its key already made. Still QUEUED: publish it again (its
     first attempt may have died before producing it). Answered: nothing to do but name it."""
-    if (earlier.product_id, earlier.quantity) != (product_id, quantity):
+    if (earlier.kind, earlier.product_id, earlier.quantity) != (QueueRequest.Kind.PRODUCT, product_id, quantity):
         raise IdempotencyKeyReused()  # the key named another request (its stored answer expired)
     log.info("queue: request %s (%s) retried with its Idempotency-Key", earlier.request_id, earlier.status)
     if earlier.status != QUEUED:
@@ -150,7 +151,7 @@ def _flash_sale_product(product_id: int) -> Product:
     return product
 
 
-class _KeyTaken(Exception):
+class KeyTaken(Exception):
     def __init__(self, request: QueueRequest):
         self.request = request
 
@@ -159,7 +160,7 @@ def _claim(
     *, user_id: int, product_id: int, quantity: int, position: int, idempotency_key: str | None = None
 ) -> QueueRequest:
     """Insert the QUEUED row (committed at once). The unique live key refuses a second live request;
-    the unique (user, idempotency_key) a second request for one key (`_KeyTaken` names the first)."""
+    the unique (user, idempotency_key) a second request for one key (`KeyTaken` names the first)."""
     for _ in range(2):
         request = QueueRequest(
             request_id=uuid.uuid4(),
@@ -168,13 +169,14 @@ def _claim(
             quantity=quantity,
             queue_position=position,
             idempotency_key=idempotency_key,
+            partition_key=f"product:{product_id}",
         )
         try:
             request.save(force_insert=True)  # one INSERT, committed at once (autocommit)
             return request
         except IntegrityError:
-            if idempotency_key is not None and (taken := _request_with_key(user_id, idempotency_key)):
-                raise _KeyTaken(taken) from None
+            if idempotency_key is not None and (taken := request_with_key(user_id, idempotency_key)):
+                raise KeyTaken(taken) from None
             live = QueueRequest.objects.filter(user_id=user_id, product_id=product_id, live=True).first()
             if live is not None:
                 raise AlreadyQueued(

@@ -17,12 +17,14 @@ from django.utils import timezone
 
 from common.bulk_sql import insert_rows, update_by_pk
 from common.db import run_in_transaction
+from common.errors import DomainError
 from common.sse.push import SseBatch, StoredEvent, sse_publish
 from common.sse.storage import sse_trim
 from dashboard.recorder import live_count_answers
 from inventory.errors import InsufficientStock
 from inventory.services import LockedStock, stock_lock, stock_reserve_batch
 from orders.errors import SoldOut
+from orders.limits import Holdings, user_holdings, user_limits_check
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
 from orders.queue.keys import record_answered
 from orders.services import new_order_number
@@ -41,9 +43,8 @@ SOLD_OUT, INSUFFICIENT_STOCK, INSUFFICIENT_BALANCE = SoldOut.code, InsufficientS
 def queue_process_batch(*, request_ids: Iterable[uuid.UUID], wake_product_ids: Iterable[int] = ()) -> int:
     """Answer the QUEUED requests a polled batch names (see the module docstring). Returns how many."""
     up_to: dict[int, int] = {}
-    for product_id, row_id in QueueRequest.objects.filter(request_id__in=list(request_ids)).values_list(
-        "product_id", "id"
-    ):
+    named = QueueRequest.objects.filter(request_id__in=list(request_ids), kind=QueueRequest.Kind.PRODUCT)
+    for product_id, row_id in named.values_list("product_id", "id"):
         up_to[product_id] = max(up_to.get(product_id, 0), row_id)
     for product_id in set(wake_product_ids):
         newest = (
@@ -86,20 +87,28 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
         return 0
     product = Product.objects.only("id", "name", "price").get(pk=product_id)
     user_ids = [r.user_id for r in rows]
-    balances = dict(PointWallet.objects.filter(user_id__in=user_ids).values_list("user_id", "balance"))
-    events = SseBatch(user_ids)  # the users' SSE counters, locked before the hot stock row
+    events = SseBatch(user_ids)  # the users' SSE counters, then their wallets, before the hot stock row
+    balances = _lock_wallets(user_ids)  # the per-user checkout lock: the limits below are authoritative
+    holdings = user_holdings(user_ids=user_ids, flash_product_ids=[product_id])
     stock = stock_lock(product_id=product_id)  # the one hot-row lock
     available = stock.available
     winners: list[QueueRequest] = []
     losers: dict[str, list[QueueRequest]] = defaultdict(list)
     for row in rows:
-        if balances.get(row.user_id, 0) < line_total(unit_price=product.price, quantity=row.quantity):
+        holding = holdings.setdefault(row.user_id, Holdings())
+        refusal = _limit_refusal(holding, row)
+        if refusal is not None:
+            losers[refusal].append(row)
+        elif balances.get(row.user_id, 0) < line_total(unit_price=product.price, quantity=row.quantity):
             losers[INSUFFICIENT_BALANCE].append(row)
         elif row.quantity > available:
             losers[SOLD_OUT if available == 0 else INSUFFICIENT_STOCK].append(row)
         else:
             winners.append(row)
             available -= row.quantity
+            holding.open_orders += 1
+            holding.held_units += row.quantity
+            holding.flash_units[product_id] = holding.flash_units.get(product_id, 0) + row.quantity
     now = timezone.now()
     if winners:
         _allocate(product, stock, winners, now)
@@ -115,6 +124,22 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
     transaction.on_commit(partial(_after_commit, product_id, stored, len(rows), sold_out=available == 0))
     transaction.on_commit(partial(live_count_answers, len(winners), {c: len(g) for c, g in losers.items()}))
     return len(rows)
+
+
+def _lock_wallets(user_ids: list[int]) -> dict[int, int]:
+    """Lock the users' wallet rows in user-id order (as `orders.limits.user_checkout_lock` does for one
+    user); returns their balances."""
+    rows = PointWallet.objects.select_for_update().filter(user_id__in=sorted(set(user_ids))).order_by("user_id")
+    return dict(rows.values_list("user_id", "balance"))
+
+
+def _limit_refusal(holding: Holdings, row: QueueRequest) -> str | None:
+    """The error code of the per-user limit this request would break (orders/limits.py), or None."""
+    try:
+        user_limits_check(holdings=holding, lines=[(row.product_id, row.quantity)], flash_product_ids=[row.product_id])
+    except DomainError as refused:
+        return refused.code
+    return None
 
 
 def _allocate(product: Product, stock: LockedStock, winners: list[QueueRequest], now: datetime) -> None:

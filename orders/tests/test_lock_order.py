@@ -63,9 +63,10 @@ def place(user, user_coupon, products) -> Order:
     return checkout_initiate(user_id=user.pk, direct_items=lines, user_coupon_id=user_coupon.pk)
 
 
-def test_checkout_locks_the_users_coupon_then_the_stock_rows(shopper):
+def test_checkout_locks_the_users_wallet_and_coupon_then_the_stock_rows(shopper):
     user, user_coupon, products = shopper
-    assert run(lambda: place(user, user_coupon, products)) == ["shop_usercoupon", "inventory_stock"]
+    locked = run(lambda: place(user, user_coupon, products))
+    assert locked == ["shop_pointwallet", "shop_usercoupon", "inventory_stock"]
 
 
 def test_payment_locks_order_wallet_coupon_reservations_then_stock(shopper):
@@ -93,6 +94,7 @@ def test_paid_cancel_locks_order_payment_wallet_coupon_reservations_then_stock(s
         "shop_pointwallet",
         "payments_payment",  # REFUNDED, on the row locked before the wallet
         "shop_usercoupon",
+        "orders_orderitem",  # its cart lines are free again
         "inventory_reservation",
         "inventory_stock",
     ]
@@ -102,11 +104,12 @@ def test_expiry_locks_orders_coupons_reservations_then_stock(shopper):
     user, user_coupon, products = shopper
     order = place(user, user_coupon, products)
     Order.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert run(expire_due_orders) == ["orders_order", "shop_usercoupon", "inventory_reservation", "inventory_stock"]
+    locked = run(expire_due_orders)
+    assert locked == ["orders_order", "shop_usercoupon", "orders_orderitem", "inventory_reservation", "inventory_stock"]
     assert Order.objects.get(pk=order.pk).status == OrderStatus.EXPIRED
 
 
-def test_queue_allocation_locks_requests_sse_counters_then_stock():
+def test_queue_allocation_locks_requests_sse_counters_wallets_then_stock():
     product = make_product(stock=1, price=10_000, is_flash_sale=True)
     users = [UserFactory() for _ in range(3)]
     for user in users[:2]:
@@ -121,8 +124,39 @@ def test_queue_allocation_locks_requests_sse_counters_then_stock():
     assert locked == [
         "orders_queuerequest",
         "django_eventstream_eventcounter",
+        "shop_pointwallet",
         "inventory_stock",
         "orders_queuerequest",  # COMPLETED / FAILED, on the rows locked first
     ]
     statuses = dict(QueueRequest.objects.values_list("user_id", "error_code"))
     assert statuses == {users[0].pk: "", users[1].pk: "SOLD_OUT", users[2].pk: "INSUFFICIENT_BALANCE"}
+
+
+def test_a_queued_checkout_locks_its_request_sse_counter_wallet_coupon_then_stock(shopper):
+    from orders.queue.checkout import checkout_request_serve
+
+    user, user_coupon, products = shopper
+    request = QueueRequest.objects.create(
+        request_id=uuid.uuid4(),
+        user=user,
+        kind=QueueRequest.Kind.ORDER,
+        quantity=3,
+        lines=[
+            {"productId": products[1].pk, "quantity": 1, "giftWrap": False, "giftMessage": ""},
+            {"productId": products[0].pk, "quantity": 2, "giftWrap": True, "giftMessage": ""},
+        ],
+        user_coupon_id=user_coupon.pk,
+        partition_key=f"product:{products[1].pk}",
+        queue_position=1,
+    )
+    locked = run(lambda: checkout_request_serve(request_id=request.request_id, mode=QueueRequest.Mode.QUEUED))
+    assert locked == [
+        "orders_queuerequest",
+        "django_eventstream_eventcounter",
+        "shop_pointwallet",
+        "shop_usercoupon",
+        "inventory_stock",
+        "orders_queuerequest",  # COMPLETED, on the row locked first
+    ]
+    request.refresh_from_db()
+    assert request.status == "COMPLETED" and request.order.user_coupon_id == user_coupon.pk

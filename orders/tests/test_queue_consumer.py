@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from django.utils import timezone
 from django_eventstream.models import Event
 from django_redis import get_redis_connection
@@ -101,6 +102,7 @@ def test_a_batch_is_allocated_in_arrival_order_while_stock_lasts():
     assert int(redis.get(queue_key("done", product.pk))) == 5
 
 
+@override_settings(FLASH_SALE_MAX_PER_USER=3)  # a 3-unit request: stock, not the per-user limit
 def test_a_larger_request_that_does_not_fit_leaves_the_units_to_later_ones():
     product = flash_product(stock=2)
     users = bulk_users(2)

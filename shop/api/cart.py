@@ -76,7 +76,8 @@ class CartItemSetView(APIView):
         operation_id="cart_item_set",
         description=(
             "Sets the product's line: replaces its quantity and gift options. "
-            f"409 CART_FULL when the cart already has {MAX_LINES} lines; 404 PRODUCT_NOT_FOUND."
+            f"409 CART_FULL when the cart already has {MAX_LINES} lines; 404 PRODUCT_NOT_FOUND; "
+            "409 PURCHASE_LIMIT_EXCEEDED for more units of a flash-sale product than one customer may buy."
         ),
     )
     @idempotent

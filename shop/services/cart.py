@@ -7,10 +7,12 @@ one user.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from common.db import use_case
+from orders.errors import PurchaseLimitExceeded
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound
 from shop.models import Cart, CartItem, Product
 from shop.pricing import MAX_LINES
@@ -20,9 +22,17 @@ from shop.pricing import MAX_LINES
 def cart_item_set(
     *, user_id: int, product_id: int, quantity: int, gift_wrap: bool = False, gift_message: str = ""
 ) -> CartItem:
-    """Set the product's line: replaces its quantity and gift options (409 CART_FULL for a 51st line)."""
-    if not Product.objects.filter(pk=product_id, status=Product.Status.ACTIVE).exists():
+    """Set the product's line: replaces its quantity and gift options (409 CART_FULL for a 51st line;
+    409 PURCHASE_LIMIT_EXCEEDED for more units of a flash-sale product than one customer may buy)."""
+    is_flash_sale = (
+        Product.objects.filter(pk=product_id, status=Product.Status.ACTIVE)
+        .values_list("is_flash_sale", flat=True)
+        .first()
+    )
+    if is_flash_sale is None:
         raise ProductNotFound(data={"productId": product_id})
+    if is_flash_sale:
+        _check_flash_quantity(product_id, quantity)
     cart = _lock_or_create_cart(user_id)
     values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
     if CartItem.objects.filter(cart=cart, product_id=product_id).update(**values):
@@ -36,6 +46,10 @@ def cart_item_set(
 def cart_item_update_quantity(*, user_id: int, item_id: int, quantity: int) -> None:
     """Set a line's quantity; 0 removes the line. 404 CART_ITEM_NOT_FOUND if it is not the user's."""
     lines = _own_line(user_id, item_id)
+    if quantity:
+        flash_product = lines.filter(product__is_flash_sale=True).values_list("product_id", flat=True).first()
+        if flash_product is not None:
+            _check_flash_quantity(flash_product, quantity)
     changed = lines.delete()[0] if quantity == 0 else lines.update(quantity=quantity)
     if not changed:
         raise CartItemNotFound(data={"cartItemIds": [item_id]})
@@ -61,6 +75,15 @@ def cart_remove_lines(*, user_id: int, product_ids: list[int]) -> int:
     if cart is None or not product_ids:
         return 0
     return CartItem.objects.filter(cart=cart, product_id__in=sorted(set(product_ids))).delete()[0]
+
+
+def _check_flash_quantity(product_id: int, quantity: int) -> None:
+    """A cart line of a flash-sale product holds at most what one customer may buy (the checkout
+    also counts what they already hold or bought: orders/limits.py)."""
+    if quantity > settings.FLASH_SALE_MAX_PER_USER:
+        raise PurchaseLimitExceeded(
+            data={"productId": product_id, "limit": settings.FLASH_SALE_MAX_PER_USER, "requested": quantity}
+        )
 
 
 def _lock_cart(user_id: int) -> Cart | None:

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import threading
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 import requests
@@ -332,8 +336,8 @@ def broker_scenario(stack: Stack, tokens: dict[int, str]) -> None:
     # Every Kafka client holds a producer id of the broker about to restart (run alone, the scenario
     # would otherwise meet only producers created during the outage): both web workers' queue
     # producers (requests go to either), the relay's (an event delivered) and the consumers' groups.
-    for _ in range(4):
-        queue_and_wait(stack, api, FLASH_PRODUCT)
+    for product_id in (1, 2, 3, 4):  # flash products 1..5, one unit each: under FLASH_SALE_MAX_PER_USER
+        queue_and_wait(stack, api, product_id)
     wait_confirmed(stack, [checkout_and_pay(payer, product_id=20)], timeout=30)
 
     timed("broker_stopped", stop=stack.services("down", only="kafka"))
@@ -356,7 +360,7 @@ def broker_scenario(stack: Stack, tokens: dict[int, str]) -> None:
         stack.celery_call("outbox.tasks.outbox_fallback")  # the safety net applies what CDC did not deliver
         timed("broker_stopped", events_applied_by_fallback_in=wait_confirmed(stack, paid, timeout=30))
     try:
-        _, queued = queue_and_wait(stack, api, FLASH_PRODUCT, timeout=45)
+        _, queued = queue_and_wait(stack, api, 5, timeout=45)
         timed("broker_stopped", queue_answered_in=queued)
         queue_stuck = None
     except AssertionError as exc:
@@ -365,3 +369,169 @@ def broker_scenario(stack: Stack, tokens: dict[int, str]) -> None:
     stack.audit()  # whatever path applied them, nothing was lost or applied twice
     assert through_kafka is not None, "relay/consumers did not deliver after the broker restart; the fallback had to"
     assert queue_stuck is None, f"the queue did not recover after the broker restart: {queue_stuck}"
+
+
+# --- POST /checkout while the broker stops and restarts: failover, nothing lost, nothing doubled -----
+
+
+@dataclass
+class CheckoutCall:
+    user_id: int
+    key: str
+    flash: bool
+    answer: Answer
+
+
+@dataclass
+class CheckoutLog:
+    calls: list[CheckoutCall] = field(default_factory=list)
+    paid: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class CheckoutShopper(threading.Thread):
+    """One user calling `POST /checkout` (a new Idempotency-Key per checkout, retried with the same key
+    on no answer, a 502 or an in-flight key; a 503 is a final answer), every 4th on a flash-sale
+    product, then paying what it got (a SYNC_FALLBACK order at once, a queued one once completed)."""
+
+    def __init__(self, url: str, user_id: int, token: str, log: CheckoutLog, stop: threading.Event):
+        super().__init__(daemon=True, name=f"checkout-shopper-{user_id}")
+        self.api, self.user_id, self.log, self.stop = Api(url, token), user_id, log, stop
+        self.random = random.Random(user_id)
+
+    def run(self) -> None:
+        rounds = 0
+        while not self.stop.is_set():
+            rounds += 1
+            flash = rounds % 4 == 0
+            product_id = self.random.randint(1, 5) if flash else self.random.randint(6, 100)
+            key = str(uuid.uuid4())
+            answer = Answer(0)
+            for _ in range(80):
+                answer = self.api.call(
+                    "POST", "/checkout", {"items": [{"productId": product_id, "quantity": 1}]}, key=key
+                )
+                if answer.status not in (0, 502) and answer.code != "IDEMPOTENCY_KEY_IN_FLIGHT":
+                    break
+                time.sleep(0.25)
+            with self.log.lock:
+                self.log.calls.append(CheckoutCall(self.user_id, key, flash, answer))
+            if answer.status == 200:
+                self.pay(answer.data)
+            elif answer.code == "INSUFFICIENT_BALANCE":
+                self.top_up()
+
+    def top_up(self) -> None:
+        """What the storefront does when the points run out (the next checkout can be paid)."""
+        self.api.retried("POST", f"/points/{self.user_id}/charge", {"amount": 1_000_000})
+
+    def pay(self, accepted: dict) -> None:
+        order = accepted.get("order")
+        if order is None:  # queued: wait (a little) for the consumer's answer
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not self.stop.is_set():
+                status = self.api.call("GET", f"/checkout/status/{accepted['requestId']}")
+                if status.status == 200 and status.data["status"] != "QUEUED":
+                    break
+                time.sleep(0.2)
+            else:
+                return
+            if status.data["status"] != "COMPLETED":
+                if status.data["errorCode"] == "INSUFFICIENT_BALANCE":
+                    self.top_up()
+                return
+            order = {"orderId": status.data["orderId"], "finalAmount": status.data["finalAmount"]}
+        paid = self.api.retried(
+            "POST", "/payments/process", {"orderId": order["orderId"], "amount": order["finalAmount"]}
+        )
+        if paid.status == 200:
+            with self.log.lock:
+                self.log.paid.add(order["orderId"])
+
+
+def test_broker_stopped_checkout_fails_over_and_loses_or_doubles_nothing(stack, tokens):
+    """Shoppers keep calling `POST /checkout` while the broker stops and restarts: every answer is a
+    200 (queued, or served synchronously by failover) or, for a flash-sale product, a 503 (failover is
+    refused there) or a business 409; every 200 ends in its order, one per Idempotency-Key."""
+    users = tuple(range(36, 48))
+    last = high_water(stack)
+    before = stack.pids()
+    log, stop = CheckoutLog(), threading.Event()
+    shoppers = [CheckoutShopper(stack.url, uid, tokens[uid], log, stop) for uid in users]
+    for shopper in shoppers:
+        shopper.start()
+    time.sleep(3)
+    timed("checkout_failover", stop=stack.services("down", only="kafka"))
+    time.sleep(5)
+    timed("checkout_failover", start=stack.services("up", only="kafka"))
+    time.sleep(8)
+    stop.set()
+    for shopper in shoppers:
+        shopper.join(60)
+        assert not shopper.is_alive(), f"{shopper.name} did not stop"
+
+    marks = ",".join(["%s"] * len(users))
+    waiting = (
+        f"SELECT COUNT(*) FROM orders_queuerequest WHERE kind = 'ORDER' AND status = 'QUEUED' AND user_id IN ({marks})"
+    )
+    started = time.monotonic()
+    stack.wait(
+        lambda: stack.value(waiting, users) == 0,
+        timeout=60,
+        what="every queued checkout to be answered",
+    )
+    settled = time.monotonic() - started
+
+    business = {"PURCHASE_LIMIT_EXCEEDED", "SOLD_OUT", "TOO_MANY_OPEN_ORDERS", "INSUFFICIENT_BALANCE"}
+    odd = [
+        (c.user_id, c.flash, c.answer.status, c.answer.body)
+        for c in log.calls
+        if not (
+            c.answer.status == 200
+            or (c.answer.status == 409 and c.answer.code in business)
+            or (c.flash and c.answer.status == 503 and c.answer.code == "QUEUE_UNAVAILABLE")
+        )
+    ]
+    assert not odd, odd[:5]
+    ok = [c for c in log.calls if c.answer.status == 200]
+    modes = {c.answer.data["mode"] for c in ok}
+    assert modes == {"QUEUED", "SYNC_FALLBACK"}, modes
+    assert any(c.flash and c.answer.status == 503 for c in log.calls), "no flash-sale request met the outage"
+
+    rows = stack.sql(
+        "SELECT CAST(request_id AS CHAR), idempotency_key, status, mode, order_id, error_code FROM orders_queuerequest "
+        f"WHERE id > %s AND kind = 'ORDER' AND user_id IN ({marks})",
+        (last["orders_queuerequest"], *users),
+    )
+    calls = {c.key: c for c in log.calls}
+    assert len({key for _, key, *_ in rows}) == len(rows)  # one request per Idempotency-Key
+    for request_id, key, status, mode, order_id, error_code in rows:
+        answer = calls[key].answer  # every stored request belongs to a call (a 503 left nothing)
+        assert status in ("COMPLETED", "FAILED") and (status == "COMPLETED") == (order_id is not None), request_id
+        if answer.status == 200:
+            assert answer.data["requestId"] == request_id
+            if answer.data["mode"] == "SYNC_FALLBACK":
+                assert (status, mode, order_id) == ("COMPLETED", "SYNC_FALLBACK", answer.data["order"]["orderId"])
+        else:  # the synchronous checkout's own refusal, recorded on its request
+            assert (answer.status, status, mode, error_code) == (409, "FAILED", "SYNC_FALLBACK", answer.code), key
+    assert {c.answer.data["requestId"] for c in ok} <= {request_id for request_id, *_ in rows}  # none lost
+    orders = {
+        row[0]
+        for row in stack.sql(
+            f"SELECT id FROM orders_order WHERE id > %s AND user_id IN ({marks})", (last["orders_order"], *users)
+        )
+    }
+    served = {order_id for _, _, _, _, order_id, _ in rows if order_id is not None}
+    assert orders == served  # no order without its request, none twice (order_id is unique per request)
+    assert_same_processes(stack, before)
+    stack.audit()
+    fallback = sum(1 for c in ok if c.answer.data["mode"] == "SYNC_FALLBACK")
+    timed(
+        "checkout_failover",
+        calls=len(log.calls),
+        answered_200=len(ok),
+        sync_fallback=fallback,
+        flash_503=sum(1 for c in log.calls if c.answer.status == 503),
+        paid=len(log.paid),
+        settle_seconds=settled,
+    )

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0004_queuerequest_idempotency_key"),
+        ("orders", "0006_checkout_all_queued"),
     ]
 
     operations = [

@@ -1,0 +1,111 @@
+"""Per-user limits against stock hoarding, enforced on every checkout path.
+
+One shopper must not hold a product's stock hostage with unpaid orders: every checkout (the
+synchronous `checkout_initiate` behind `/checkout/initiate`, `/orders`, cart checkouts and the queued
+`/checkout`) and the flash-sale queue (admission as a quick refusal, allocation as the authority)
+enforce three limits from the settings:
+
+- MAX_OPEN_ORDERS_PER_USER: unpaid orders (409 TOO_MANY_OPEN_ORDERS);
+- MAX_HELD_UNITS_PER_USER: units in those unpaid orders plus this order's (409 HELD_UNITS_LIMIT);
+- FLASH_SALE_MAX_PER_USER: units of one flash-sale product across the user's unpaid *and* paid
+  orders (409 PURCHASE_LIMIT_EXCEEDED); expired and cancelled orders gave their units back and do
+  not count.
+
+Race-free by a per-user lock: a checkout first locks the user's wallet row (`user_checkout_lock`; it
+reads the balance the early balance check needs anyway, so the lock costs no statement), and the queue
+consumer locks the wallets of a chunk's users in user-id order. Two checkouts of one user therefore
+count and create one after the other; under READ COMMITTED the count, read after the lock, sees the
+other's committed order. The counts are one bounded query (`user_holdings`: the user's unpaid
+orders, at most MAX_OPEN_ORDERS_PER_USER of them, plus their paid orders' lines of the flash-sale
+products in question) on the index (user, status).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Q
+
+from orders.errors import HeldUnitsLimit, PurchaseLimitExceeded, TooManyOpenOrders
+from orders.models import OrderItem, OrderStatus
+from shop.models import PointWallet, User
+
+PAID_STATUSES = (OrderStatus.PAID, OrderStatus.CONFIRMED)
+
+
+@dataclass
+class Holdings:
+    """What one user holds now: unpaid orders, units in them, and units per flash-sale product asked about."""
+
+    open_orders: int = 0
+    held_units: int = 0
+    flash_units: dict[int, int] = field(default_factory=dict)
+
+
+def user_checkout_lock(*, user_id: int) -> int:
+    """Lock the user's wallet row (the per-user checkout lock; see the module docstring) and return
+    the balance. A user without a wallet (balance 0) has the user row locked instead."""
+    balance = PointWallet.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True).first()
+    if balance is None:
+        User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True).first()
+        return 0
+    return balance
+
+
+def user_holdings(*, user_ids: Iterable[int], flash_product_ids: Iterable[int] = ()) -> dict[int, Holdings]:
+    """The holdings of these users, in one query (users without any are absent: use `Holdings()`)."""
+    flash = sorted(set(flash_product_ids))
+    live = Q(order__status=OrderStatus.PENDING_PAYMENT)
+    if flash:
+        live |= Q(order__status__in=PAID_STATUSES, product_id__in=flash)
+    rows = (
+        OrderItem.objects.filter(live, order__user_id__in=sorted(set(user_ids)))
+        .values_list("order__user_id", "order_id", "order__status", "product_id", "quantity")
+        .order_by()
+    )
+    found: dict[int, Holdings] = {}
+    open_orders: dict[int, set[int]] = {}
+    for user_id, order_id, status, product_id, quantity in rows:
+        holding = found.setdefault(user_id, Holdings())
+        if status == OrderStatus.PENDING_PAYMENT:
+            open_orders.setdefault(user_id, set()).add(order_id)
+            holding.held_units += quantity
+        if product_id in flash:
+            holding.flash_units[product_id] = holding.flash_units.get(product_id, 0) + quantity
+    for user_id, orders in open_orders.items():
+        found[user_id].open_orders = len(orders)
+    return found
+
+
+def user_limits_check(*, holdings: Holdings, lines: list[tuple[int, int]], flash_product_ids: Iterable[int]) -> None:
+    """Refuse a new order of `lines` ((product id, quantity) pairs) that would break a limit."""
+    if holdings.open_orders >= settings.MAX_OPEN_ORDERS_PER_USER:
+        raise TooManyOpenOrders(data={"limit": settings.MAX_OPEN_ORDERS_PER_USER, "current": holdings.open_orders})
+    requested = sum(quantity for _, quantity in lines)
+    if holdings.held_units + requested > settings.MAX_HELD_UNITS_PER_USER:
+        raise HeldUnitsLimit(
+            data={"limit": settings.MAX_HELD_UNITS_PER_USER, "current": holdings.held_units, "requested": requested}
+        )
+    flash = set(flash_product_ids)
+    for product_id, quantity in lines:
+        if product_id in flash:
+            current = holdings.flash_units.get(product_id, 0)
+            if current + quantity > settings.FLASH_SALE_MAX_PER_USER:
+                raise PurchaseLimitExceeded(
+                    data={
+                        "productId": product_id,
+                        "limit": settings.FLASH_SALE_MAX_PER_USER,
+                        "current": current,
+                        "requested": quantity,
+                    }
+                )
+
+
+def user_limits_enforce(*, user_id: int, lines: list[tuple[int, int]], flash_product_ids: Iterable[int]) -> None:
+    """`user_limits_check` for one user, with their holdings read now (one query). Authoritative only
+    under `user_checkout_lock`; without it (queue admission) a quick refusal."""
+    flash = sorted(set(flash_product_ids))
+    holdings = user_holdings(user_ids=[user_id], flash_product_ids=flash).get(user_id, Holdings())
+    user_limits_check(holdings=holdings, lines=lines, flash_product_ids=flash)
