@@ -155,13 +155,9 @@ class EnvelopeRenderer(JSONRenderer):
 
 
 class OneMediaTypeNegotiation(DefaultContentNegotiation):
-    """The API has one parser and one renderer (JSON): take them without parsing the Accept header on
-    every request. Views with several renderers (the OpenAPI schema) negotiate as usual."""
-
-    def select_parser(self, request, parsers):
-        if len(parsers) == 1:
-            return parsers[0]
-        return super().select_parser(request, parsers)
+    """The API has one renderer (JSON): take it without parsing the Accept header on every request.
+    Views with several renderers (the OpenAPI schema) negotiate as usual; the request body's media
+    type is still checked (415 for anything but JSON)."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
         if len(renderers) == 1 and not format_suffix:
