@@ -4,7 +4,7 @@
 
 Reads /proc directly (no psutil). Each row: `t` (unix seconds), `role`, `cpu` (% of one core over the
 last interval, summed over the role's processes), `rss_mb`, `procs`. Roles:
-nginx, gunicorn, uvicorn, celery, consumers (run_consumer, outbox_relay) — the processes of our stack: those in
+nginx, web (granian), uvicorn, celery, consumers (run_consumer, outbox_relay) — the processes of our stack: those in
 the process tree under `--stack-pid` (honcho), or every matching process when no pid is given;
 mariadbd, redis-server, tansu (shared services); k6 (its command line contains `--k6-marker`).
 Role `host` carries the 1-minute load average in `cpu` and used memory in `rss_mb`.
@@ -26,7 +26,7 @@ PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 SHARED = {"mariadbd": "mariadbd", "redis-server": "redis-server", "tansu": "tansu"}
 STACK_ROLES = (
     ("nginx: ", "nginx"),  # the proxy's master and worker processes name themselves so
-    ("gunicorn", "gunicorn"),
+    ("granian", "web"),
     ("uvicorn", "uvicorn"),
     ("celery", "celery"),
     ("run_consumer", "consumers"),

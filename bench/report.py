@@ -322,10 +322,11 @@ def write_run_report(args: argparse.Namespace) -> None:
         f"(and other engineers' processes: see the load average). Web: {args.web}. "
         f"k6 exit {args.k6_exit} (99 = a threshold failed), invariant audit exit {args.audit_exit}.",
         "",
-        "| requests | requests/s | success | 5xx | timeouts | paid orders | coupons issued | top-ups |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| requests | requests/s | success | 5xx | timeouts | shed (503 OVERLOADED) | paid orders | coupons issued "
+        "| top-ups |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {summary['requests']:,} | {summary['requestsPerSecond']:.0f} | {summary['successRate'] * 100:.3f} % | "
-        f"{summary['serverErrors']} | {summary['timeouts']} | {summary['paidOrders']:,} | "
+        f"{summary['serverErrors']} | {summary['timeouts']} | {summary.get('shed', 0):,} | {summary['paidOrders']:,} | "
         f"{summary['couponsIssued']} | {summary['chargeRetries']} |",
         "",
         "## Latency per endpoint (ms, whole run)",
@@ -396,7 +397,7 @@ def write_capacity_report(args: argparse.Namespace) -> None:
         load = (summary.get("host") or {}).get("loadAvgMax")
         levels.append((summary, Path(run), float("nan") if load is None else load))
     levels.sort(key=lambda level: level[0]["vus"])
-    header = "| VUs | requests | req/s | success | 5xx | timeouts | " + " | ".join(
+    header = "| VUs | requests | req/s | success | 5xx | timeouts | shed | " + " | ".join(
         f"p95 {n}" for n in CAPACITY_ENDPOINTS
     )
     lines = [
@@ -406,14 +407,15 @@ def write_capacity_report(args: argparse.Namespace) -> None:
         "stages scaled to the level (reseeded before each). p95 in ms.",
         "",
         header + " | load avg max | report |",
-        "|" + "---:|" * (6 + len(CAPACITY_ENDPOINTS)) + "---:|---|",
+        "|" + "---:|" * (7 + len(CAPACITY_ENDPOINTS)) + "---:|---|",
     ]
     for summary, run, load in levels:
         ep = summary["endpoints"]
         cells = " | ".join(ms(ep.get(n, {}).get("p95")) for n in CAPACITY_ENDPOINTS)
         lines.append(
             f"| {summary['vus']} | {summary['requests']:,} | {summary['requestsPerSecond']:.0f} | "
-            f"{summary['successRate'] * 100:.2f} % | {summary['serverErrors']} | {summary['timeouts']} | {cells} | "
+            f"{summary['successRate'] * 100:.2f} % | {summary['serverErrors']} | {summary['timeouts']} | "
+            f"{summary.get('shed', 0):,} | {cells} | "
             f"{load:.1f} | [{run.name}](../{run.name}/report.md) |"
         )
     lines += ["", "![capacity](capacity.png)", ""]

@@ -3,12 +3,13 @@
     .venv/bin/python bench/slow_clients.py [--connections 500] [--requests 100] [--interval 0.05]
                                            [--timeout 10] [--proxy URL] [--direct URL]
 
-Why: a gunicorn gthread worker reads a request's head and body in one of its threads, so a client
-sending a few bytes per second holds that thread for as long as it likes, and 16 such clients
-(2 workers x 8 threads) stall the whole API. nginx in front (`scripts/devservices.py proxy`, the
-Procfile's `proxy`) reads every request completely before gunicorn sees it.
+Why: a thread-per-request server (gunicorn gthread, which the project used before granian) reads a
+request's head and body in one of its threads, so a client sending a few bytes per second holds that
+thread for as long as it likes, and 16 such clients (2 workers x 8 threads) stall the whole API.
+nginx in front (`scripts/devservices.py proxy`, the Procfile's `proxy`) reads every request
+completely before the web server sees it (and granian itself reads requests in its Rust I/O threads).
 
-For each target (--proxy, default http://127.0.0.1:$WEB_PORT, then --direct, default gunicorn itself
+For each target (--proxy, default http://127.0.0.1:$WEB_PORT, then --direct, default the web server itself
 on http://127.0.0.1:$WEB_UPSTREAM_PORT; an empty value skips one) the script:
 1. requests /healthz 20 times with nothing else going on (the idle baseline);
 2. opens --connections connections to the target that trickle a `POST /api/v1/auth/token` with a
@@ -16,11 +17,11 @@ on http://127.0.0.1:$WEB_UPSTREAM_PORT; an empty value skips one) the script:
    head at once), and reopen when the server closes them; waits until every one is open;
 3. requests /healthz --requests times, one after the other, --interval apart, each on a new
    connection with a --timeout (a timeout counts as --timeout in the figures), and stops early after
-   --give-up-after failures in a row (a stalled gunicorn would otherwise cost --requests x --timeout);
+   --give-up-after failures in a row (a stalled server would otherwise cost --requests x --timeout);
 4. prints n/ok/p50/p95/max for both phases, then closes its connections.
 
 Run it against a stack started with `make up` (both ports belong to it). While it runs against
-gunicorn directly, the API of that stack stalls for everyone: that is the point it measures.
+a thread-per-request server directly, the API of that stack stalls for everyone: that is the point it measures.
 """
 
 from __future__ import annotations

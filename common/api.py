@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder as DRFJSONEncoder
@@ -151,3 +152,14 @@ class EnvelopeRenderer(JSONRenderer):
         if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:  # as DRF: valid JSON, but not JavaScript
             out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
         return out
+
+
+class OneMediaTypeNegotiation(DefaultContentNegotiation):
+    """The API has one renderer (JSON): take it without parsing the Accept header on every request.
+    Views with several renderers (the OpenAPI schema) negotiate as usual; the request body's media
+    type is still checked (415 for anything but JSON)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if len(renderers) == 1 and not format_suffix:
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)

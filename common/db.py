@@ -3,8 +3,8 @@
 Concurrency policy (see README, "Concurrency policy"):
 - the outermost caller owns the transaction; `use_case` opens it and retries it *whole*
   (never a part of it) up to 3 times, sleeping 50/100/150 ms plus jitter;
-- nested inside another transaction, `use_case` is a savepoint (a refusal undoes only its own
-  work) and does not retry: the error bubbles up to whoever owns the transaction;
+- nested inside another transaction, `use_case` does not retry: the error bubbles up to whoever owns
+  the transaction (see "Hot writes" below for when it is a savepoint);
 - after the last retry the client gets 503 BUSY_RETRY with Retry-After, never a 500.
 
 Lock order, the one rule of every use case (orders/tests/test_lock_order.py reads it from the SQL):
@@ -13,11 +13,21 @@ Lock order, the one rule of every use case (orders/tests/test_lock_order.py read
 2. the rows of that order and its user, in this order: the payment, the users' SSE counters (in
    name order), the wallet (in user-id order), the coupon, the order's lines;
 3. last, the hot rows every buyer shares: stock rows in product-id order (`inventory.services`),
-   held as briefly as possible.
-After the stock rows a transaction only inserts new rows and writes rows it already holds. Checkout
-has no order row yet: it starts at step 2 with the user's wallet, the per-user lock that serializes
-one user's checkouts so that their limits hold (`orders.limits`), then the coupon, and creates the
-order.
+   held as briefly as possible: they are written through `hot_write`, after everything else.
+Checkout has no order row yet: it starts at step 2 with the user's wallet, the per-user lock that
+serializes one user's checkouts so that their limits hold (`orders.limits`), then the coupon, and
+creates the order.
+
+Hot writes (`hot_write`). A row every buyer shares (a stock row) is locked from its write until
+COMMIT, so that write comes last: a service registers it with `hot_write(fn, key=...)` and it runs
+when the transaction's own work is done, in key order, right before COMMIT: in an API view that is
+after the view built its answer and stored it with the Idempotency-Key, so the hot row is held for
+its UPDATE and the COMMIT only. Nested use cases join their caller's transaction without a
+savepoint (a refusal aborts the whole transaction anyway). The one kind of caller that catches a
+nested use case's refusal and goes on (the queue consumer, recording a refused checkout on its
+request row) says so (`catches_refusals=True`): the use cases it calls then run in savepoints and
+their hot writes run at the end of their own savepoint, so a refusal they raise (sold out) is still
+theirs and is caught where it always was.
 """
 
 from __future__ import annotations
@@ -25,9 +35,11 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import OperationalError, connection, transaction
 
@@ -42,16 +54,69 @@ R = TypeVar("R")
 RETRY_DELAYS = (0.05, 0.10, 0.15)
 
 
-def run_in_transaction(fn: Callable[[], R], *, retries: bool = True) -> R:
-    """Run `fn` in one transaction; retry the whole transaction on lock conflicts."""
-    if connection.in_atomic_block:  # nested: a savepoint; the owner of the transaction retries
-        with transaction.atomic():
-            return fn()
+@dataclass
+class _Scope:
+    """One `run_in_transaction` level (the transaction or a nested use case) and its hot writes."""
+
+    catches: bool  # it may catch a nested use case's refusal and go on (it needs their savepoints)
+    writes: list[tuple[Any, Callable[[], None]]] = field(default_factory=list)
+
+
+_local = threading.local()
+
+
+def _scopes() -> list[_Scope]:
+    if not hasattr(_local, "scopes"):
+        _local.scopes = []
+    return _local.scopes
+
+
+def hot_write(fn: Callable[[], None], *, key: Any) -> None:
+    """Run `fn`, a write to a row that every buyer shares, as late as the transaction allows (see the
+    module docstring); hot writes run in `key` order. Outside `run_in_transaction`: at once."""
+    scopes = _scopes()
+    if not scopes or not connection.in_atomic_block:
+        fn()
+        return
+    scopes[-1].writes.append((key, fn))
+
+
+def _scoped(fn: Callable[[], R], *, catches: bool, hand_up: bool) -> R:
+    """Run `fn` as one scope; at its end hand its hot writes up to the parent scope, or run them."""
+    scopes = _scopes()
+    scope = _Scope(catches=catches)
+    scopes.append(scope)
+    try:
+        result = fn()
+        if hand_up:
+            scopes[-2].writes.extend(scope.writes)
+        else:
+            for _, write in sorted(scope.writes, key=lambda item: item[0]):
+                write()
+        return result
+    finally:
+        scopes.pop()
+
+
+def run_in_transaction(fn: Callable[[], R], *, retries: bool = True, catches_refusals: bool = False) -> R:
+    """Run `fn` in one transaction; retry the whole transaction on lock conflicts.
+
+    Nested in another `run_in_transaction` scope that does not catch refusals (the default), `fn`
+    joins that transaction: no savepoint (a refusal aborts the whole transaction anyway) and its hot
+    writes wait for the end of the enclosing scope. Nested in one that does
+    (`catches_refusals=True`: it catches a nested use case's refusal and goes on, like the queue
+    consumer recording a refused checkout), or in a plain `transaction.atomic()`, `fn` runs in a
+    savepoint that a refusal rolls back, and its hot writes run at its own end."""
+    if connection.in_atomic_block:  # nested: the owner of the transaction retries
+        scopes = _scopes()
+        joins = bool(scopes) and not scopes[-1].catches
+        with transaction.atomic(savepoint=not joins):
+            return _scoped(fn, catches=catches_refusals, hand_up=joins)
     delays = RETRY_DELAYS if retries else ()
     for attempt in range(len(delays) + 1):
         try:
             with transaction.atomic():
-                return fn()
+                return _scoped(fn, catches=catches_refusals, hand_up=False)
         except OperationalError as exc:
             if not is_lock_conflict(exc):
                 raise

@@ -103,10 +103,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "dashboard.middleware.LiveMetricsMiddleware",  # per-second figures in memory for the sale dashboard
+    # request counts and latency: the sale dashboard's per-second figures and the Prometheus metrics
+    "dashboard.middleware.LiveMetricsMiddleware",
+    "common.middleware.OverloadSheddingMiddleware",  # 503 OVERLOADED for requests queued too long
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files under gunicorn too (DEBUG=0)
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files under granian too (DEBUG=0)
     "common.middleware.DependencyErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -114,9 +115,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
     "axes.middleware.AxesMiddleware",  # turns an admin login lockout into its 429 page
 ]
+# `/api/...` in the web process: the bearer-token API reads no session or cookie (common/wsgi.py).
+_SITE_ONLY = ("sessions", "csrf", "auth.middleware", "messages", "clickjacking", "axes", "whitenoise")
+API_MIDDLEWARE = [m for m in MIDDLEWARE if not any(part in m for part in _SITE_ONLY)]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -142,7 +145,7 @@ TEMPLATES = [
 DB_LOCK_WAIT_TIMEOUT = env_int("DB_LOCK_WAIT_TIMEOUT", 3)  # seconds; retried by common.db
 DATABASES = {
     "default": {
-        "ENGINE": "django_prometheus.db.backends.mysql",
+        "ENGINE": "common.db_backend",  # Django's MySQL backend, pinging only idle connections
         "HOST": env("DB_HOST", "127.0.0.1"),
         "PORT": env("DB_PORT", "3307"),
         "NAME": env("DB_NAME", "shop"),
@@ -159,6 +162,11 @@ DATABASES = {
         "TEST": {"NAME": env("DB_TEST_NAME", "") or None, "CHARSET": "utf8mb4"},
     }
 }
+# A request that waited longer than this (seconds) between nginx and the application is answered
+# 503 OVERLOADED at once (common.middleware.OverloadSheddingMiddleware); 0 turns shedding off.
+OVERLOAD_QUEUE_SECONDS = float(env("OVERLOAD_QUEUE_SECONDS", "3"))
+# A connection used less than this long ago is not pinged before a request's first query.
+DB_HEALTH_CHECK_IDLE_SECONDS = float(env("DB_HEALTH_CHECK_IDLE_SECONDS", "1"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "shop.User"
 
@@ -255,6 +263,7 @@ OUTBOX_RELAY_LAG_WARN_SECONDS = env_int("OUTBOX_RELAY_LAG_WARN_SECONDS", 30)
 
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "common.api.OneMediaTypeNegotiation",
     # The signed token is the identity: no user row is read per request (one query saved on every
     # call). A deactivated user keeps access until the access token expires (JWT_ACCESS_MINUTES).
     "DEFAULT_AUTHENTICATION_CLASSES": [

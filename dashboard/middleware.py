@@ -1,4 +1,5 @@
-"""`LiveMetricsMiddleware`: times every request into `dashboard.recorder` (memory only, ~µs)."""
+"""`LiveMetricsMiddleware`: times every request into `dashboard.recorder` (the sale dashboard) and
+the Prometheus request metrics (`dashboard.prometheus`): memory only, a few µs."""
 
 from __future__ import annotations
 
@@ -6,19 +7,23 @@ import time
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
+from dashboard.prometheus import observe_response
 from dashboard.recorder import BUSINESS_GROUPS, RECORDER, group_of
 
 
 def _observe(request, response, started: float) -> None:
+    seconds = time.perf_counter() - started
     match = request.resolver_match
-    group = group_of(match.url_name if match is not None else None, request.method, request.path_info)
+    url_name = match.url_name if match is not None else None
+    group = group_of(url_name, request.method, request.path_info)
     status = response.status_code
+    observe_response(url_name or "<unnamed view>", request.method, status, seconds)
     code = None
     if 400 <= status < 500 and group in BUSINESS_GROUPS:
         data = getattr(response, "data", None)  # a DRF error answer: the envelope before rendering
         if isinstance(data, dict):
             code = data.get("errorCode")
-    RECORDER.observe_request(group, status, time.perf_counter() - started, code)
+    RECORDER.observe_request(group, status, seconds, code)
 
 
 class LiveMetricsMiddleware:

@@ -4,7 +4,7 @@ Every request adds to this process's bucket of the current second (counters in a
 lock: per endpoint group, the count, the status class and a fixed latency histogram; per business
 refusal code, a count). A daemon thread flushes the finished seconds to Redis every second: one
 pipeline of HINCRBY on one hash per second (`live:<epoch second>`) with a TTL, so the figures of
-every process (gunicorn workers, the checkout consumer) add up in Redis, where the dashboard reads
+every process (web workers, the checkout consumer) add up in Redis, where the dashboard reads
 the last minutes back. Nothing on the request path talks to the network; a Redis outage loses the
 figures of those seconds and nothing else. The same thread writes the small state other processes
 publish here (the checkout consumer's per-partition progress, `dashboard.progress`).

@@ -1,7 +1,7 @@
 """Stock moves. Every function runs inside the caller's transaction (the operator's restocks open
-their own when called alone) and locks stock rows in product-id order with `select_for_update()`;
-every locked write bumps `version`. The stock rows are
-the hot rows every buyer shares: callers lock them last (the lock order of `common.db`).
+their own when called alone); every write bumps `version`. The stock rows are the hot rows every
+buyer shares: their writes are `common.db.hot_write`s, done last, right before COMMIT, in
+product-id order (the lock order of `common.db`), so a row is locked for one statement and the COMMIT.
 
     reserve:  reserved += q                       (checkout; the queue consumer, a batch at once)
     consume:  quantity -= q, reserved -= q         (payment)
@@ -10,8 +10,15 @@ the hot rows every buyer shares: callers lock them last (the lock order of `comm
     open:     a new product's row                 (catalog: product created)
     add:      quantity += q, or up to `available`  (operator: admin, `manage.py restock`)
 
-A reservation is a guarded update, `... WHERE version = <the version read under the lock>`: it can
-only match while our lock holds, so a broken lock would refuse instead of overselling.
+Two ways to reserve, per product:
+- locked (ordinary products): `SELECT ... FOR UPDATE`, then `... WHERE version = <the version read
+  under the lock>`: it can only match while our lock holds, so a broken lock refuses, never oversells;
+- guarded (flash-sale products, `guarded=`): one `UPDATE ... SET reserved = reserved + q WHERE
+  quantity - reserved >= q`, no read before it. Under READ COMMITTED an UPDATE whose condition fails
+  on the latest committed row does not wait for the lock, so a sold-out product refuses every buyer
+  without queueing them behind the row's lock (the old service's incident 2; bench/hot_row.py).
+Consume, release and restock are guarded UPDATEs too: their units are accounted for by the order's
+reservations, the guard only makes a broken invariant fail loudly instead of going negative.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from django.db import connection
 from django.db.models import Expression, F, Value
 
 from common.bulk_sql import insert_rows
-from common.db import use_case
+from common.db import hot_write, use_case
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, Stock
 
@@ -58,22 +65,50 @@ def _reserve_locked(product_id: int, version: int, quantity: int) -> None:
         raise RuntimeError(f"stock row of product {product_id} changed under its lock")
 
 
-def stock_reserve(*, order_id: int, lines: Iterable[tuple[int, int]], expires_at: datetime) -> None:
-    """Reserve every line or none: one locked read per product (no separate availability read)."""
+def stock_reserve(
+    *, order_id: int, lines: Iterable[tuple[int, int]], expires_at: datetime, guarded: Iterable[int] = ()
+) -> None:
+    """Reserve every line or none. The reservations are inserted now; the stock rows are written last
+    (a hot write), locked or `guarded` per product (module docstring). Raises InsufficientStock."""
     _require_transaction()
     wanted = _merge(lines)
-    stocks = _lock_stocks(wanted)
-    for product_id, quantity in wanted.items():
-        stock = stocks.get(product_id)
-        available = stock.available_quantity if stock else 0
-        if available < quantity:
-            raise InsufficientStock(data={"productId": product_id, "requested": quantity, "available": available})
-    for product_id, quantity in wanted.items():
-        _reserve_locked(product_id, stocks[product_id].version, quantity)
+    guarded = frozenset(guarded)
     Reservation.objects.bulk_create(
         Reservation(order_id=order_id, product_id=product_id, quantity=quantity, expires_at=expires_at)
         for product_id, quantity in wanted.items()
     )
+
+    def write() -> None:
+        for product_id, quantity in wanted.items():  # product-id order
+            if product_id in guarded:
+                _reserve_guarded(product_id, quantity)
+            else:
+                stock = _lock_stocks([product_id]).get(product_id)
+                available = stock.available_quantity if stock else 0
+                if stock is None or available < quantity:
+                    raise InsufficientStock(
+                        data={"productId": product_id, "requested": quantity, "available": available}
+                    )
+                _reserve_locked(product_id, stock.version, quantity)
+
+    hot_write(write, key=next(iter(wanted), 0))
+
+
+def _reserve_guarded(product_id: int, quantity: int) -> None:
+    """One UPDATE that matches only while the units are there; refused: InsufficientStock."""
+    reserved = Stock.objects.filter(pk=product_id, quantity__gte=F("reserved_quantity") + quantity).update(
+        reserved_quantity=F("reserved_quantity") + quantity, version=F("version") + 1
+    )
+    if not reserved:
+        raise InsufficientStock(
+            data={"productId": product_id, "requested": quantity, "available": stock_available(product_id=product_id)}
+        )
+
+
+def stock_available(*, product_id: int) -> int:
+    """Units available now (a plain read: for messages and quick refusals, never a reservation's guard)."""
+    row = Stock.objects.filter(pk=product_id).values_list("quantity", "reserved_quantity").first()
+    return row[0] - row[1] if row else 0
 
 
 @dataclass(frozen=True)
@@ -113,28 +148,39 @@ def stock_reserve_batch(*, stock: LockedStock, reservations: Sequence[tuple[int,
     _reserve_locked(stock.product_id, stock.version, wanted)
 
 
-def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int, reserved_delta: int) -> int:
-    """Move the reservations of `order_ids` from `source` to `target` status and adjust the stock rows."""
+def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int, reserved_delta: int) -> list:
+    """Move the reservations of `order_ids` from `source` to `target` status now, and adjust the stock
+    rows last (a hot write, guarded: the units must be there). Returns the reservations moved."""
     _require_transaction()
     reservations = list(Reservation.objects.filter(order_id__in=order_ids, status=source))
     if not reservations:
-        return 0
-    moved = Reservation.objects.filter(pk__in=[r.pk for r in reservations], status=source).update(status=target)
+        return []
+    Reservation.objects.filter(pk__in=[r.pk for r in reservations], status=source).update(status=target)
     per_product: dict[int, int] = defaultdict(int)
     for reservation in reservations:
         per_product[reservation.product_id] += reservation.quantity
-    _lock_stocks(per_product)  # last: the hot rows (see the lock order in common.db)
-    for product_id, quantity in sorted(per_product.items()):
-        Stock.objects.filter(pk=product_id).update(
-            quantity=F("quantity") + quantity_delta * quantity,
-            reserved_quantity=F("reserved_quantity") + reserved_delta * quantity,
-            version=F("version") + 1,
-        )
-    return moved
+
+    def write() -> None:
+        for product_id, quantity in sorted(per_product.items()):
+            guard = {}
+            if quantity_delta < 0:
+                guard["quantity__gte"] = quantity
+            if reserved_delta < 0:
+                guard["reserved_quantity__gte"] = quantity
+            moved = Stock.objects.filter(pk=product_id, **guard).update(
+                quantity=F("quantity") + quantity_delta * quantity,
+                reserved_quantity=F("reserved_quantity") + reserved_delta * quantity,
+                version=F("version") + 1,
+            )
+            if moved != 1:  # the reservations say the units are there: refuse rather than go negative
+                raise RuntimeError(f"stock row of product {product_id} does not hold {quantity} {source} units")
+
+    hot_write(write, key=min(per_product))
+    return reservations
 
 
-def stock_consume(*, order_id: int) -> int:
-    """Payment: the reserved units become sold."""
+def stock_consume(*, order_id: int) -> list[Reservation]:
+    """Payment: the reserved units become sold. Returns the order's reservations (product, quantity)."""
     return _move(
         [order_id],
         source=Reservation.Status.ACTIVE,
@@ -144,7 +190,7 @@ def stock_consume(*, order_id: int) -> int:
     )
 
 
-def stock_release(*, order_ids: list[int]) -> int:
+def stock_release(*, order_ids: list[int]) -> list[Reservation]:
     """Expiry or cancel of unpaid orders: the held units become available again."""
     return _move(
         order_ids,
@@ -155,7 +201,7 @@ def stock_release(*, order_ids: list[int]) -> int:
     )
 
 
-def stock_restock(*, order_id: int) -> int:
+def stock_restock(*, order_id: int) -> list[Reservation]:
     """Cancel of a paid order: the sold units go back on the shelf."""
     return _move(
         [order_id],

@@ -112,8 +112,7 @@ export default function () {
     else other4xx.add(1);
   } else if (res.status >= 500 || res.status === 0) serverErrors.add(1);
   else other4xx.add(1);
-  // under the enqueue throttle (120/min per user), and idle for less than gunicorn's 2 s keep-alive
-  // (a request sent as the server closes an idle connection fails with a reset)
+  // under the enqueue throttle (120/min per user)
   sleep(0.6 + 0.4 * Math.random());
 }
 

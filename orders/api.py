@@ -41,7 +41,7 @@ class OrderOutput(serializers.Serializer):
     deliveryAddress = serializers.CharField(source="delivery_address")
     createdAt = serializers.DateTimeField(source="created_at")
     paidAt = serializers.DateTimeField(source="paid_at", allow_null=True)
-    items = OrderItemOutput(many=True)
+    items = OrderItemOutput(many=True, source="lines")
 
     def get_remainingSeconds(self, order: Order) -> int:  # noqa: N802 - API field name
         if order.status != Order.Status.PENDING_PAYMENT:
@@ -57,7 +57,10 @@ class LineInput(serializers.Serializer):
 
 
 def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
-    return Response(OrderOutput(order_get(user_id=order.user_id, order_id=order.pk)).data, status=code)
+    """The order as a checkout just created it (no query), or as it is now in the database."""
+    if "created_items" not in order.__dict__:
+        order = order_get(user_id=order.user_id, order_id=order.pk)
+    return Response(OrderOutput(order).data, status=code)
 
 
 class CheckoutInitiateView(APIView):

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.conf import settings
 from django.db import models
 
@@ -51,6 +53,13 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.order_number
+
+    @property
+    def lines(self) -> list[OrderItem]:
+        """Its items: those the checkout that created it holds (`created_items`: no query), else read
+        (prefetched by `orders.selectors`)."""
+        created = self.__dict__.get("created_items")
+        return created if created is not None else list(self.items.all())
 
 
 class OrderItem(models.Model):

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.db import use_case
+from inventory.errors import InsufficientStock
 from inventory.services import stock_release, stock_reserve, stock_restock
 from orders.errors import (
     CartItemInOpenOrder,
@@ -84,17 +85,17 @@ def checkout_initiate(
     lines = checkout_lines_from_cart(user_id, cart_item_ids) if cart_item_ids is not None else list(direct_items or [])
     checkout_lines_validate(lines)
 
-    products = Product.objects.in_bulk([line.product_id for line in lines])
+    products = Product.objects.select_related("stock").in_bulk([line.product_id for line in lines])
     for line in lines:
         product = products.get(line.product_id)
         if product is None or product.status != Product.Status.ACTIVE:
             raise ProductNotFound(data={"productId": line.product_id})
+    flash = [line.product_id for line in lines if products[line.product_id].is_flash_sale]
+    _refuse_sold_out_flash(lines, products, flash)
 
     balance = user_checkout_lock(user_id=user_id)  # serializes this user's checkouts: the limits hold
     user_limits_enforce(
-        user_id=user_id,
-        lines=[(line.product_id, line.quantity) for line in lines],
-        flash_product_ids=[line.product_id for line in lines if products[line.product_id].is_flash_sale],
+        user_id=user_id, lines=[(line.product_id, line.quantity) for line in lines], flash_product_ids=flash
     )
     now = timezone.now()
     priced = []  # (line, unit price, line total)
@@ -122,17 +123,33 @@ def checkout_initiate(
         delivery_address=delivery_address,
         expires_at=expires_at,
     )
-    _create_items(order, priced, products)
+    order.created_items = _create_items(order, priced, products)  # the answer is built from these
     if user_coupon_id is not None:
         coupon_services.user_coupon_hold(
             user_coupon_id=user_coupon_id, user_id=user_id, order_amount=total, order_id=order.pk, now=now
         )
-    # Last, so the hot stock rows stay locked for as short a time as possible before commit.
-    stock_reserve(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines], expires_at=expires_at)
+    # The stock rows are written last, right before COMMIT (a hot write); flash products guarded.
+    lines_wanted = [(line.product_id, line.quantity) for line in lines]
+    stock_reserve(order_id=order.pk, lines=lines_wanted, expires_at=expires_at, guarded=flash)
     return order
 
 
-def _create_items(order: Order, priced: list[tuple[LineRequest, int, int]], products: dict[int, Product]) -> None:
+def _refuse_sold_out_flash(lines: list[LineRequest], products: dict[int, Product], flash: list[int]) -> None:
+    """A flash product that visibly lacks the units (read with the product, no lock) is refused before
+    any lock or write; the guarded reservation at the end stays the real check."""
+    for line in lines:
+        if line.product_id in flash:
+            stock = getattr(products[line.product_id], "stock", None)
+            available = stock.available_quantity if stock is not None else 0
+            if available < line.quantity:
+                raise InsufficientStock(
+                    data={"productId": line.product_id, "requested": line.quantity, "available": available}
+                )
+
+
+def _create_items(
+    order: Order, priced: list[tuple[LineRequest, int, int]], products: dict[int, Product]
+) -> list[OrderItem]:
     """The order's lines. A cart line already backing a live order trips the unique key
     (cart_item_id, cart_item_live): 409 CART_ITEM_IN_OPEN_ORDER, and the whole checkout rolls back."""
     items = [
@@ -151,7 +168,7 @@ def _create_items(order: Order, priced: list[tuple[LineRequest, int, int]], prod
         for line, unit_price, amount in priced
     ]
     try:
-        OrderItem.objects.bulk_create(items)
+        return OrderItem.objects.bulk_create(items)
     except IntegrityError as exc:
         if "uniq_order_item_live_cart_line" not in str(exc):
             raise

@@ -1,8 +1,9 @@
 """Payment by points, in ONE transaction (incident 5 made impossible):
 
 lock the order -> check owner, state, expiry, amount -> conditional debit + ledger row ->
-coupon USED -> reserved stock becomes sold -> order PAID -> payment row -> outbox PaymentCompleted
-(the lock order of `common.db`: the order, its user's rows, the stock rows last).
+coupon USED -> reservations consumed -> order PAID -> payment row -> outbox PaymentCompleted -> the
+stock rows (quantity and reserved down), written last, right before COMMIT (the lock order of
+`common.db`: the order, its user's rows, the hot stock rows last).
 
 Expiry locks the same order row and re-checks its state under the lock, so exactly one of
 payment and expiry wins. Everything else (CONFIRMED, statistics, SSE) follows from the outbox. The event goes to the
@@ -49,7 +50,7 @@ def payment_process(*, user_id: int, order_id: int, amount: int, method: str = "
     )
     if order.user_coupon_id:
         coupon_services.user_coupon_use(order_id=order.pk, now=now)
-    stock_consume(order_id=order.pk)
+    reservations = stock_consume(order_id=order.pk)  # the stock rows themselves are written last
     order_transition(order, OrderStatus.PAID, paid_at=now)
     payment = Payment.objects.create(
         payment_number=new_payment_number(), order=order, user_id=user_id, amount=order.final_amount, method=method
@@ -63,7 +64,7 @@ def payment_process(*, user_id: int, order_id: int, amount: int, method: str = "
             "userId": user_id,
             "paymentId": payment.pk,
             "amount": payment.amount,
-            "items": [{"productId": i.product_id, "quantity": i.quantity} for i in order.items.all()],
+            "items": [{"productId": r.product_id, "quantity": r.quantity} for r in reservations],
             "paidAt": now.isoformat(),
         },
     )

@@ -9,7 +9,7 @@
 #   5. writes bench/reports/<name>[-<label>]-<timestamp>/report.md + PNGs (bench/report.py)
 # Environment (all optional):
 #   WEB_PORT (8000) SSE_PORT (8001) RUN_DIR (.run)    where the stack listens / keeps its logs
-#   WEB_WORKERS, WEB_THREADS (Procfile), GUNICORN_CMD_ARGS (default --keep-alive 30)   web tuning
+#   WEB_WORKERS, WEB_THREADS (Procfile)   web tuning
 #   VUS, TIME_SCALE, THINK_MIN, THINK_MAX, DURATION   passed to the k6 script (see k6/README.md)
 #   FLASH_STOCK (20000)   units made available on each flash product before the run
 #   LABEL                 added to the report folder name (the capacity run uses vus<N>)
@@ -24,9 +24,6 @@ if [[ -z "$SCENARIO" || ! -f "k6/$SCENARIO.js" ]]; then
   exit 2
 fi
 export WEB_PORT=${WEB_PORT:-8000} SSE_PORT=${SSE_PORT:-8001} RUN_DIR=${RUN_DIR:-.run}
-# gunicorn's default 2 s keep-alive makes a CPU-starved worker reset connections that already carry the next
-# request (clients see EOF / connection reset): measured in docs/REPORT.md. Applies when we start the stack.
-export GUNICORN_CMD_ARGS=${GUNICORN_CMD_ARGS---keep-alive 30}
 PY=.venv/bin/python
 BASE_URL="http://127.0.0.1:$WEB_PORT"
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -81,7 +78,7 @@ cat "$RAW_DIR/audit.txt"
 
 # 5. report
 $PY bench/report.py run --raw "$RAW_DIR" --out "$REPORT_DIR" --scenario "$SCENARIO" \
-  --k6-exit "$K6_RC" --audit-exit "$AUDIT_RC" --web "gunicorn gthread workers=${WEB_WORKERS:-2} threads=${WEB_THREADS:-8}${GUNICORN_CMD_ARGS:+ $GUNICORN_CMD_ARGS}"
+  --k6-exit "$K6_RC" --audit-exit "$AUDIT_RC" --web "granian (WSGI) behind nginx, workers=${WEB_WORKERS:-2} threads=${WEB_THREADS:-8}"
 echo "[bench] report: $REPORT_DIR/report.md (k6 exit $K6_RC, audit exit $AUDIT_RC)"
 echo "$REPORT_DIR" >"$RAW_DIR/report-dir"
 exit "$AUDIT_RC"

@@ -1,7 +1,7 @@
 """Run the Procfile's own commands (proxy, web, sse) as child processes on free ports, for tests.
 
 A line runs through `/bin/sh -c "exec ..."` with the environment given, as honcho runs it, in a
-session of its own: stopping it signals that process group only (nginx's and gunicorn's workers).
+session of its own: stopping it signals that process group only (nginx's and the web server's workers).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Child:
         self.stop()
 
     def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL after 15 s; nginx and gunicorn masters outlive their workers."""
+        """SIGTERM to the group, SIGKILL after 15 s; nginx and granian outlive their workers."""
         if self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):

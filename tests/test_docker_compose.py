@@ -142,7 +142,7 @@ def test_compose_services_and_app_environment(tmp_path):
                 assert deps[infra_name]["condition"] == "service_healthy", (name, infra_name)
 
     assert services["beat"]["deploy"]["replicas"] == 1
-    assert services["web"]["command"][:2] == ["gunicorn", "config.wsgi:application"]
+    assert services["web"]["command"][:3] == ["granian", "--interface", "wsgi"]
     assert services["sse"]["command"][:2] == ["uvicorn", "config.asgi:application"]
     assert "--binlog-row-image=FULL" in services["mysql"]["command"]
     assert services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"] == "8"

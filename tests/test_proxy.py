@@ -2,7 +2,7 @@
 
 Real nginx on free ports. Its upstreams are small HTTP servers in this process that record what
 reaches them (to see the forwarded headers and when a request arrives), or, for the slow-client
-case, the Procfile's own `web` (gunicorn with its workers and threads).
+case, the Procfile's own `web` (granian with its workers and threads).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def test_a_request_reaches_the_upstream_only_once_its_body_is_complete(proxy, up
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head.encode() + b"x" * 1000)
         time.sleep(1.0)  # a slow client: half the body, then a pause
-        assert not [s for s in web.seen if s["path"] == marker]  # gunicorn would hold a thread by now
+        assert not [s for s in web.seen if s["path"] == marker]  # the web server would have it by now
         sock.sendall(b"x" * 1000)
         answer = sock.recv(65536).decode()
     assert answer.startswith("HTTP/1.1 200"), answer
@@ -180,7 +180,7 @@ def test_an_upstream_that_is_down_is_503_in_the_envelope(tmp_path):
 
 def test_slow_clients_do_not_stall_the_api(tmp_path):
     """500 connections trickling their requests (4 bytes every 0.5 s: half the head, half the body)
-    while /healthz is asked 100 times. Without the proxy, gunicorn's 16 threads each block on one of
+    while /healthz is asked 100 times. Without the proxy, a thread-per-request server's threads each block on one of
     them and /healthz times out (see bench/slow_clients.py, which measures both)."""
     web_port = free_port()
     env = {**os.environ, "WEB_UPSTREAM_PORT": str(web_port), "DB_NAME": "no_such_database_proxy_test"}

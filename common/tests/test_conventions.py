@@ -121,7 +121,7 @@ def test_openapi_schema_and_docs_are_served(api):
 def test_metrics_endpoint_exposes_the_http_request_counters(api):
     response = api.get("/metrics")
     assert response.status_code == 200
-    assert b"django_http_requests_total" in response.content
+    assert b"django_http_responses_total_by_status_view_method_total" in response.content
 
 
 def test_admin_requires_staff(client, user):

@@ -38,6 +38,7 @@ export function compactSummary(scenario, summary, extra = {}) {
     successRate: requests ? 1 - failed / requests : 1,
     serverErrors: count(m.server_errors),
     timeouts: count(m.timeouts),
+    shed: count(m.shed),
     paidOrders: count(m.paid_orders),
     couponsIssued: count(m.coupons_issued),
     chargeRetries: count(m.charge_retries),
@@ -56,7 +57,8 @@ export function summaryText(report) {
   const lines = [
     `== ${report.scenario}${report.label ? ` (${report.label})` : ''} ==`,
     `requests ${report.requests} in ${report.seconds.toFixed(0)} s (${report.requestsPerSecond.toFixed(1)}/s), ` +
-      `success ${(report.successRate * 100).toFixed(3)} %, 5xx ${report.serverErrors}, timeouts ${report.timeouts}`,
+      `success ${(report.successRate * 100).toFixed(3)} %, 5xx ${report.serverErrors}, timeouts ${report.timeouts}, ` +
+      `shed (503 OVERLOADED) ${report.shed}`,
     `paid orders ${report.paidOrders}, coupons issued ${report.couponsIssued}, top-ups ${report.chargeRetries}`,
     'endpoint          count      p50      p95      p99      max (ms)',
   ];

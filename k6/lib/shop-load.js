@@ -2,15 +2,17 @@
 // event-simulation.js. Every request carries a `name` tag (the endpoint key below), so the time series
 // written with `--out csv=` can be split per endpoint by bench/report.py.
 //
-// Expected answers: 2xx and 4xx (400/409 are business refusals: sold out, already issued, no stock).
-// Failures: 5xx and status 0 (timeouts, refused connections); they count in `http_req_failed`,
-// `server_errors` and `timeouts`.
+// Expected answers: 2xx and 4xx (400/409 are business refusals: sold out, already issued, no stock),
+// and 503 OVERLOADED: the server answered at once that it could not start the request in time (load
+// shedding, with Retry-After); those are counted in `shed`, apart from failures.
+// Failures: other 5xx and status 0 (timeouts, refused connections); they count in `server_errors` and
+// `timeouts` (and, but for 503, in `http_req_failed`).
 import http from 'k6/http';
 import { sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 import { baseUrl, data, errorCode, randInt } from './common.js';
 
-http.setResponseCallback(http.expectedStatuses({ min: 200, max: 499 }));
+http.setResponseCallback(http.expectedStatuses({ min: 200, max: 499 }, 503));
 
 export const REQUEST_TIMEOUT = __ENV.REQUEST_TIMEOUT || '15s'; // the old suite's client timeout
 export const FLASH_PRODUCTS = [1, 5];
@@ -28,6 +30,7 @@ export const flowTrend = new Trend('t_flow', true);
 
 export const serverErrors = new Counter('server_errors');
 export const timeouts = new Counter('timeouts');
+export const shed = new Counter('shed');
 export const paidOrders = new Counter('paid_orders');
 export const couponsIssued = new Counter('coupons_issued');
 export const chargeRetries = new Counter('charge_retries');
@@ -40,6 +43,7 @@ function record(name, res) {
   trends[name].add(res.timings.duration);
   (statusCounters[res.status] || otherStatus).add(1);
   if (res.status === 0) timeouts.add(1);
+  else if (res.status === 503 && errorCode(res) === 'OVERLOADED') shed.add(1);
   else if (res.status >= 500) serverErrors.add(1);
   return res;
 }

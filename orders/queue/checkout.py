@@ -332,7 +332,7 @@ def checkout_request_serve(*, request_id: uuid.UUID, mode: str) -> tuple[QueueRe
         transaction.on_commit(partial(_after_commit, row.counter, events.store()))
         return row, refusal
 
-    return run_in_transaction(serve)
+    return run_in_transaction(serve, catches_refusals=True)
 
 
 def _line_requests(lines: list[dict]) -> list[LineRequest]:

@@ -69,6 +69,30 @@ def test_200_concurrent_checkouts_of_a_10_unit_product_make_exactly_10_orders():
     assert Stock.objects.get(pk=product.pk).version == 10
 
 
+def test_200_concurrent_checkouts_and_payments_of_a_10_unit_flash_product_sell_exactly_10():
+    """Flash products reserve with one guarded UPDATE (no locked read first), written last: exactly the
+    units there are, and the payments that follow consume exactly them."""
+    product = make_product(stock=10, price=1_000, is_flash_sale=True)
+    users = UserFactory.create_batch(200)
+    for u in users:
+        fund(u, 10_000)
+
+    @in_thread
+    def buy_and_pay(user):
+        order = checkout_initiate(user_id=user.pk, direct_items=[LineRequest(product.pk, 1)])
+        return payment_process(user_id=user.pk, order_id=order.pk, amount=order.final_amount).pk
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(buy_and_pay, users))
+    assert len([r for r in results if r[0] == "ok"]) == 10
+    assert {r[1] for r in results if r[0] == "refused"} == {"INSUFFICIENT_STOCK"}
+    assert Order.objects.filter(status="PAID").count() == Order.objects.count() == Payment.objects.count() == 10
+    assert stock_of(product) == (0, 0)
+    assert Reservation.objects.filter(product=product, status="CONSUMED").count() == 10
+    assert Stock.objects.get(pk=product.pk).version == 20  # 10 reservations, 10 consumptions
+    assert sum(balance_of(u) for u in users) == 200 * 10_000 - 10 * 1_000
+
+
 def test_multi_line_orders_in_opposite_orders_never_deadlock_to_the_client():
     a, b, c = make_product(stock=1000), make_product(stock=1000), make_product(stock=1000)
     users = UserFactory.create_batch(60)

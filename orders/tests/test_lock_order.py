@@ -1,8 +1,9 @@
 """The lock order of every use case that moves stock, read from the SQL it sends (real MariaDB).
 
 The rule is written once, in `common.db`: the use case's own row first (the order, or the batch's
-queue requests), then the rows that belong to that order or user, the hot shared stock rows last;
-after the stock rows only new rows are inserted and rows already held are written. Each test
+queue requests), then the rows that belong to that order or user, the hot shared stock rows last
+(`common.db.hot_write`: right before COMMIT; only the queue consumer writes its own, already locked
+request rows after them). Each test
 captures the statements of one use case and lists, in order, the tables whose existing rows they
 lock (`SELECT ... FOR UPDATE` and `UPDATE`; a repeat of the previous table is listed once). Any
 change of that order fails here, on purpose: check it against the rule, then update the list.
@@ -78,8 +79,8 @@ def test_payment_locks_order_wallet_coupon_reservations_then_stock(shopper):
         "shop_pointwallet",
         "shop_usercoupon",
         "inventory_reservation",
-        "inventory_stock",
         "orders_order",  # its status, on the row locked first
+        "inventory_stock",  # a hot write: last, right before COMMIT
     ]
 
 

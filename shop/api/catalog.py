@@ -9,7 +9,6 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -33,23 +32,12 @@ BAD_INPUT = OpenApiResponse(description="INVALID_PARAMETER: a query parameter is
 NO_PRODUCT = OpenApiResponse(description="PRODUCT_NOT_FOUND: no such product, or it is not ACTIVE.")
 
 
-class JsonOnly(BaseContentNegotiation):
-    """The API speaks one media type: skip parsing the Accept header on every request."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
-
 class PublicView(APIView):
-    """A public, read-only catalog view: no credentials read, no throttle, no negotiation."""
+    """A public, read-only catalog view: no credentials read, no throttle."""
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
     throttle_classes: list = []
-    content_negotiation_class = JsonOnly
 
 
 # Output serializers document the payloads in the OpenAPI schema. The views render with the

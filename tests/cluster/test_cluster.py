@@ -236,7 +236,7 @@ def report() -> Iterator[None]:
 
 
 def test_single_instance_baseline_of_the_same_load():
-    """One copy of each process (the web with 2 gunicorn workers): the figures to compare with."""
+    """One copy of each process (the web with 2 workers): the figures to compare with."""
     with running_stack(**COPY) as stack:
         tokens = stack.tokens(f"{SHOPPERS[0]}-{WARM_UP_USER}")
         record("single_instance", mixed_load(stack, tokens, seconds=LOAD_SECONDS))
@@ -244,7 +244,7 @@ def test_single_instance_baseline_of_the_same_load():
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Stack]:
-    # Two web processes with one gunicorn worker each: the same two workers as the single instance.
+    # Two web processes with one worker each: the same two workers as the single instance.
     with running_stack(copies=2, web_workers=1, **COPY) as stack:
         yield stack
 

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ RETRY_CODES = {"IDEMPOTENCY_KEY_IN_FLIGHT"}
 class Answer:
     status: int  # 0: no answer at all (connection refused or dropped)
     body: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Any:
@@ -54,7 +55,7 @@ class Api:
             payload = response.json()
         except ValueError:
             payload = {"raw": response.text[:300]}
-        return Answer(response.status_code, payload, dict(response.headers))
+        return Answer(response.status_code, payload, response.headers)  # case-insensitive, as HTTP is
 
     def retried(self, method: str, path: str, body: Any = None, *, attempts: int = 80, pause: float = 0.25) -> Answer:
         """Retry with the same Idempotency-Key until a definitive answer (what a client must do)."""

@@ -4,7 +4,7 @@ processes of the Procfile running against them, one copy of each or several (`co
 cluster test). Tests stop, restart and kill -9 pieces of THIS copy only; the shared services
 other engineers use (3307/6380/9092) are never touched.
 
-Everything here talks to the copy from the outside, as an operator would: HTTP to gunicorn, SQL
+Everything here talks to the copy from the outside, as an operator would: HTTP to the web server, SQL
 through a fresh connection per query (so a restarted server is simply reconnected to), and
 `manage.py` subprocesses with the copy's environment (the auditor, token issuing).
 """
@@ -36,10 +36,10 @@ from tests.support.processes import (
     Child,
     Children,
     celery_command,
-    gunicorn_command,
     manage_command,
     process_env,
     uvicorn_command,
+    web_command,
 )
 from tests.support.waiting import wait_until
 
@@ -91,7 +91,7 @@ class Stack:
     redis_port: int = REDIS_PORT
     kafka_port: int = KAFKA_PORT
     copies: int = 1  # of every process but beat (which is never more than one)
-    web_workers: int = 2  # gunicorn workers per web process
+    web_workers: int = 2  # granian workers per web process
     sse: bool = False  # start the SSE server(s) and Celery beat too (the fault tests do without)
     settings: dict[str, str] = field(default_factory=dict)  # environment overrides for every process
     web_ports: list[int] = field(default_factory=list)
@@ -169,7 +169,7 @@ class Stack:
             suffix = f"_{COPY_NAMES[index]}" if self.copies > 1 else ""
             worker = ("worker", "--concurrency=2", "--without-gossip", "--without-mingle", "-l", "info")
             kinds = {
-                "web": gunicorn_command(self.web_ports[index], workers=self.web_workers),
+                "web": web_command(self.web_ports[index], workers=self.web_workers),
                 "sse": uvicorn_command(self.sse_ports[index]) if self.sse else None,
                 "worker": celery_command(*worker, "-n", f"{self.run_dir.strip('.')}{suffix}@%h"),
                 "checkout": manage_command("run_consumer", "checkout"),
@@ -230,7 +230,7 @@ class Stack:
         return self.start(name)
 
     def stop(self, name: str) -> None:
-        """SIGTERM to its process group (gunicorn and Celery children too), SIGKILL after 15 s, then
+        """SIGTERM to its process group (the web server's and Celery's children too), SIGKILL after 15 s, then
         SIGKILL to anything a kill -9 orphaned in the group."""
         self.children.stop(name)
 
@@ -241,7 +241,7 @@ class Stack:
         return {name: child.pid if child.alive() else None for name, child in self.processes.items()}
 
     def child_pids(self, name: str) -> list[int]:
-        """Child pids of a process (gunicorn workers, celery pool processes)."""
+        """Child pids of a process (web workers, celery pool processes)."""
         pid = self.children[name].pid
         with contextlib.suppress(OSError):
             return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -249,7 +249,7 @@ class Stack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) so far of each process with everything in its process group
-        (gunicorn and Celery children included), and of the copy's MariaDB, Redis and broker."""
+        (web workers and Celery children included), and of the copy's MariaDB, Redis and broker."""
         groups = {child.pid: name for name, child in self.processes.items() if child.alive()}
         services = {}
         for service, pid_file in (

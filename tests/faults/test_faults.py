@@ -287,8 +287,8 @@ def test_kill_9_of_each_process_under_load_loses_and_duplicates_nothing(stack, t
         stack.restart(name)
         time.sleep(1.0)
     workers = stack.child_pids("web")
-    assert workers, "gunicorn has no workers"
-    os.kill(workers[0], signal.SIGKILL)  # one web worker; the master forks a new one
+    assert workers, "the web server has no workers"
+    os.kill(workers[0], signal.SIGKILL)  # one web worker; granian respawns it (--respawn-failed-workers)
     kills["web worker"] = round(time.time(), 2)
     time.sleep(3)
     stop_shoppers(shoppers, stop)

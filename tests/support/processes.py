@@ -1,7 +1,7 @@
 """Child processes of tests: the project's command lines, the one environment builder, and `Child`
 (one process) and `Children` (a test's processes, by name).
 
-Every child runs in a process group of its own, so a signal also reaches what it started (gunicorn
+Every child runs in a process group of its own, so a signal also reaches what it started (granian
 and Celery workers), and it is signalled by its own id, never by name: nobody else's processes on
 this machine are touched.
 """
@@ -21,7 +21,7 @@ from tests.support.kafka import FAST_GROUP
 from tests.support.ports import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent  # the virtualenv's scripts: gunicorn, uvicorn, celery
+BIN = Path(sys.executable).parent  # the virtualenv's scripts: granian, uvicorn, celery
 
 # --- command lines (the Procfile's, on the ports a test chooses) -------------------------------------
 
@@ -30,11 +30,12 @@ def manage_command(*args: str) -> list[str]:
     return [sys.executable, "manage.py", *args]
 
 
-def gunicorn_command(port: int, *, workers: int = 2, threads: int = 4) -> list[str]:
+def web_command(port: int, *, workers: int = 2, threads: int = 4) -> list[str]:
+    """The API server (granian, WSGI), as the Procfile's `web` runs it."""
     return [
-        *(str(BIN / "gunicorn"), "config.wsgi:application", "-k", "gthread"),
-        *("-w", str(workers), "--threads", str(threads), "--keep-alive", "30"),
-        *("-b", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "2"),
+        *(str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", str(workers), "--blocking-threads", str(threads), "--respawn-failed-workers"),
+        *("--log-level", "warning", "--no-access-log", "--workers-kill-timeout", "2", "config.wsgi:application"),
     ]
 
 

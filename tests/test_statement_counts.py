@@ -1,0 +1,100 @@
+"""The SQL statements of each write path, pinned: a change that adds a round trip to a hot path fails here.
+
+Each case makes one real HTTP call through the test client against the real MariaDB (transactional
+tests, so BEGIN/COMMIT happen as in production; COMMIT and ROLLBACK are connection calls, not
+statements, and are not counted), with an `Idempotency-Key` as storefront clients send one. The
+lists of statements are printed on failure. A count that goes *down* fails too: update the pin, and
+say why in the commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from conftest import client_for
+from orders.tests.helpers import fund, make_product
+from shop.tests.factories import CouponFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# statements per call (see the module docstring); before the hot-write/one-read rework in comments
+PINNED = {
+    "checkout": 14,  # was 18: no savepoints around nested use cases, the answer built without re-reading
+    "payment": 16,  # was 22: no savepoints, the event's items from the reservations it consumed
+    "cart_add": 13,  # was 15
+    "coupon_issue": 12,  # was 14
+    "queue_enqueue": 15,  # the claim (3), the request (4), checkout-queued stored for replay (7), the answer (1)
+}
+
+
+def statements(call) -> tuple[object, list[str]]:
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    return response, [q["sql"] for q in captured.captured_queries]
+
+
+def post(client, path: str, body: dict):
+    return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex)
+
+
+@pytest.fixture
+def shopper():
+    user = UserFactory()
+    fund(user, 1_000_000)
+    client = client_for(user)
+    post(client, "/api/v1/cart/items", {"productId": make_product(stock=10).pk, "quantity": 1})  # warm: a cart
+    return user, client
+
+
+def pinned(name: str, response, sql: list[str], status: int = 200) -> None:
+    assert response.status_code == status, response.content
+    listing = "\n".join(f"{i + 1:2}. {s[:160]}" for i, s in enumerate(sql))
+    assert len(sql) == PINNED[name], f"{name}: {len(sql)} statements\n{listing}"
+
+
+def test_checkout(shopper):
+    user, client = shopper
+    product = make_product(stock=100)
+    response, sql = statements(
+        lambda: post(
+            client, "/api/v1/checkout/initiate", {"directOrderItems": [{"productId": product.pk, "quantity": 1}]}
+        )
+    )
+    pinned("checkout", response, sql)
+
+
+def test_payment(shopper):
+    user, client = shopper
+    product = make_product(stock=100)
+    order = post(
+        client, "/api/v1/checkout/initiate", {"directOrderItems": [{"productId": product.pk, "quantity": 1}]}
+    ).json()["data"]
+    response, sql = statements(
+        lambda: post(client, "/api/v1/payments/process", {"orderId": order["orderId"], "amount": order["finalAmount"]})
+    )
+    pinned("payment", response, sql)
+
+
+def test_cart_add(shopper):
+    user, client = shopper
+    product = make_product(stock=100)
+    response, sql = statements(lambda: post(client, "/api/v1/cart/items", {"productId": product.pk, "quantity": 2}))
+    pinned("cart_add", response, sql)
+
+
+def test_coupon_issue(shopper):
+    user, client = shopper
+    coupon = CouponFactory(total_quantity=10)
+    response, sql = statements(lambda: post(client, "/api/v1/coupons/issue", {"couponId": coupon.pk}))
+    pinned("coupon_issue", response, sql)
+
+
+def test_queue_enqueue(shopper, queue_topic):
+    user, client = shopper
+    product = make_product(stock=100, is_flash_sale=True)
+    response, sql = statements(lambda: post(client, "/api/v1/checkout/queue", {"productId": product.pk}))
+    pinned("queue_enqueue", response, sql, status=202)
