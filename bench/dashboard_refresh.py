@@ -35,7 +35,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django_redis import get_redis_connection  # noqa: E402
 from redis.client import Pipeline, Redis  # noqa: E402
 
-from dashboard.recorder import Recorder  # noqa: E402
+from common.live.recorder import Recorder  # noqa: E402
 from dashboard.urls import urlpatterns  # noqa: E402
 from shop.models import User  # noqa: E402
 

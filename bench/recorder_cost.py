@@ -29,8 +29,8 @@ from django.test import RequestFactory  # noqa: E402
 from django.urls import resolve  # noqa: E402
 from whitenoise.middleware import WhiteNoiseMiddleware  # noqa: E402
 
-from dashboard.middleware import LiveMetricsMiddleware  # noqa: E402
-from dashboard.recorder import RECORDER, Recorder  # noqa: E402
+from common.live.middleware import LiveMetricsMiddleware  # noqa: E402
+from common.live.recorder import RECORDER, Recorder  # noqa: E402
 
 
 def per_call(fn, n: int) -> float:

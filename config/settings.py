@@ -104,7 +104,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # request counts and latency: the sale dashboard's per-second figures and the Prometheus metrics
-    "dashboard.middleware.LiveMetricsMiddleware",
+    "common.live.middleware.LiveMetricsMiddleware",
     "common.middleware.OverloadSheddingMiddleware",  # 503 OVERLOADED for requests queued too long
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files under granian too (DEBUG=0)

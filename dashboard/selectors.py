@@ -6,7 +6,7 @@
 - units sold (SUM of CONSUMED reservations): the one read that grows with the sale, so it is shared
   by every refresh through Redis for SOLD_TTL seconds;
 - relay and outbox-consumer lag (`outbox.metrics.outbox_state`), shared the same way for PIPELINE_TTL;
-- rates and latency: the recorder's per-second buckets (`dashboard.recorder`), one pipeline of
+- rates and latency: the recorder's per-second buckets (`common.live.recorder`), one pipeline of
   HGETALL: the last SUMMARY_SECONDS always, and the seconds after `since` for the charts;
 - consumer progress per partition and the auditor's last result: one Redis read each.
 """
@@ -25,8 +25,8 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
-from dashboard.progress import progress_read
-from dashboard.recorder import LATENCY_BOUNDS_MS, read_buckets
+from common.live.progress import progress_read
+from common.live.recorder import LATENCY_BOUNDS_MS, read_buckets
 from inventory.models import Reservation
 from orders.flash_stock import flash_stock_rows
 from orders.models import FlashSaleControl, QueueRequest

@@ -10,8 +10,8 @@ from confluent_kafka import Message
 from django.conf import settings
 
 from common.kafka import ConsumerSpec, register_consumer, topic
-from dashboard.progress import progress_record
-from dashboard.prometheus import serve_consumer_metrics
+from common.live.progress import progress_record
+from common.live.prometheus import serve_process_metrics
 from orders.queue.allocation import queue_process_batch
 from orders.queue.checkout import checkout_requests_process
 from orders.queue.keys import QUEUE_TOPIC
@@ -27,7 +27,7 @@ def handle_checkout_batch(messages: list[Message]) -> None:
     A malformed message is logged and skipped: it names no claim, so there is nothing to answer,
     and retrying it would block its partition forever.
     """
-    serve_consumer_metrics()
+    serve_process_metrics(settings.CHECKOUT_CONSUMER_METRICS_PORT, settings.CHECKOUT_CONSUMER_METRICS_ADDR)
     request_ids: list[uuid.UUID] = []
     order_request_ids: list[uuid.UUID] = []
     wake_product_ids: set[int] = set()

@@ -37,14 +37,6 @@ class HeldUnitsLimit(Conflict):
     code, message = "HELD_UNITS_LIMIT", "Your unpaid orders already hold too many units; pay or cancel one first."
 
 
-class PurchaseLimitExceeded(Conflict):
-    """`data = {"productId", "limit", "current", "requested"}`: units of this flash-sale product the user
-    holds or bought (unpaid and paid orders), and the units asked for now (the cart, which counts no
-    orders, gives only `productId`, `limit` and `requested`)."""
-
-    code, message = "PURCHASE_LIMIT_EXCEEDED", "This flash-sale product is limited per customer."
-
-
 class CartItemInOpenOrder(Conflict):
     """`data = {"cartItemIds"}`: a cart line backs one live order at a time."""
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db.models import Q
 
-from orders.errors import HeldUnitsLimit, PurchaseLimitExceeded, TooManyOpenOrders
+from orders.errors import HeldUnitsLimit, TooManyOpenOrders
 from orders.models import OrderItem, OrderStatus
+from shop.errors import PurchaseLimitExceeded
 from shop.models import PointWallet, User
 
 PAID_STATUSES = (OrderStatus.PAID, OrderStatus.CONFIRMED)

@@ -90,6 +90,14 @@ class CartFull(Conflict):
     code, message = "CART_FULL", f"The cart already holds the maximum number of lines ({MAX_LINES})."
 
 
+class PurchaseLimitExceeded(Conflict):
+    """`data = {"productId", "limit", "current", "requested"}`: units of this flash-sale product the user
+    holds or bought (unpaid and paid orders), and the units asked for now (the cart, which counts no
+    orders, gives only `productId`, `limit` and `requested`)."""
+
+    code, message = "PURCHASE_LIMIT_EXCEEDED", "This flash-sale product is limited per customer."
+
+
 __all__ = [
     "DomainError",
     "UsernameTaken",
@@ -111,4 +119,5 @@ __all__ = [
     "CouponNotUsable",
     "CartItemNotFound",
     "CartFull",
+    "PurchaseLimitExceeded",
 ]

@@ -7,9 +7,9 @@ import time
 import pytest
 from django_redis import get_redis_connection
 
+from common.live.progress import progress_parse, progress_read, progress_record
+from common.live.recorder import RECORDER, Recorder, bucket_key, read_buckets
 from conftest import client_for
-from dashboard.progress import progress_parse, progress_read, progress_record
-from dashboard.recorder import RECORDER, Recorder, bucket_key, read_buckets
 from dashboard.selectors import _quantile, rates
 from orders.tests.helpers import fund, make_product
 

@@ -20,13 +20,13 @@ from common.db import run_in_transaction
 from common.errors import DomainError
 from common.sse.push import SseBatch, StoredEvent, sse_publish
 from common.sse.storage import sse_trim
-from dashboard.recorder import live_count_answers
 from inventory.errors import InsufficientStock
 from inventory.services import LockedStock, stock_lock, stock_reserve_batch
 from orders.errors import SoldOut
 from orders.limits import Holdings, user_holdings, user_limits_check
 from orders.models import FlashSaleControl, Order, OrderItem, QueueRequest, QueueRequestStatus
 from orders.queue.keys import record_answered
+from orders.queue.metrics import queue_answers_count
 from orders.services import new_order_number
 from shop.errors import InsufficientBalance
 from shop.models import PointWallet, Product
@@ -122,7 +122,7 @@ def _allocate_chunk(product_id: int, up_to_id: int) -> int:
         events.add(row.user_id, *_result_event(row))
     stored = events.store()
     transaction.on_commit(partial(_after_commit, product_id, stored, len(rows), sold_out=available == 0))
-    transaction.on_commit(partial(live_count_answers, len(winners), {c: len(g) for c, g in losers.items()}))
+    transaction.on_commit(partial(queue_answers_count, len(winners), {c: len(g) for c, g in losers.items()}))
     return len(rows)
 
 

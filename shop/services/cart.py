@@ -12,8 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from common.db import use_case
-from orders.errors import PurchaseLimitExceeded
-from shop.errors import CartFull, CartItemNotFound, ProductNotFound
+from shop.errors import CartFull, CartItemNotFound, ProductNotFound, PurchaseLimitExceeded
 from shop.models import Cart, CartItem, Product
 from shop.pricing import MAX_LINES
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from common.cli import parse_ids
 from orders.models import Order, OrderStatus
 from orders.services import order_force_expire
-from shop.management.commands.reset_coupons import parse_ids
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--users", default="1-1000", help="user ids, e.g. 1-1000 (default 1-1000)")
 
     def handle(self, *args, **options):
-        users = parse_ids(options["users"])
+        users = parse_ids(options["users"], option="--users")
         unpaid = Order.objects.filter(user_id__in=users, status=OrderStatus.PENDING_PAYMENT).order_by("pk")
         expired = 0
         for order_id in unpaid.values_list("pk", flat=True).iterator(chunk_size=1000):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from django_redis import get_redis_connection
 
-from dashboard.recorder import RECORDER, state_key
+from common.live.recorder import RECORDER, state_key
 
 
 def progress_record(consumer: str, messages: list[Message]) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from common.cli import parse_ids
 from shop.models import User
 
 
@@ -13,15 +14,12 @@ class Command(BaseCommand):
     help = "manage.py issue_tokens --users 1-1000 --out k6/results/tokens.json"
 
     def add_arguments(self, parser):
-        parser.add_argument("--users", default="1-1000", help="an id range a-b")
+        parser.add_argument("--users", default="1-1000", help="user ids, e.g. 1-1000")
         parser.add_argument("--out", required=True)
 
     def handle(self, *args, users, out, **opts):
-        try:
-            low, high = (int(part) for part in users.split("-", 1))
-        except ValueError:
-            raise CommandError("--users must look like 1-1000") from None
-        tokens = {str(u.pk): str(AccessToken.for_user(u)) for u in User.objects.filter(pk__range=(low, high))}
+        user_ids = parse_ids(users, option="--users")
+        tokens = {str(u.pk): str(AccessToken.for_user(u)) for u in User.objects.filter(pk__in=user_ids)}
         if not tokens:
             raise CommandError("no users in that range; run `make seed` first")
         path = Path(out)

@@ -1,4 +1,4 @@
-"""`LiveMetricsMiddleware`: times every request into `dashboard.recorder` (the sale dashboard) and
+"""`LiveMetricsMiddleware`: times every request into `common.live.recorder` (the sale dashboard) and
 the Prometheus request metrics (`dashboard.prometheus`): memory only, a few µs."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import time
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from dashboard.prometheus import observe_response
-from dashboard.recorder import BUSINESS_GROUPS, RECORDER, group_of
+from common.live.prometheus import observe_response
+from common.live.recorder import BUSINESS_GROUPS, RECORDER, group_of
 
 
 def _observe(request, response, started: float) -> None:

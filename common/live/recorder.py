@@ -7,7 +7,7 @@ pipeline of HINCRBY on one hash per second (`live:<epoch second>`) with a TTL, s
 every process (web workers, the checkout consumer) add up in Redis, where the dashboard reads
 the last minutes back. Nothing on the request path talks to the network; a Redis outage loses the
 figures of those seconds and nothing else. The same thread writes the small state other processes
-publish here (the checkout consumer's per-partition progress, `dashboard.progress`).
+publish here (the checkout consumer's per-partition progress, `common.live.progress`).
 
 Costs measured by `bench/recorder_cost.py` (see the README, "During a sale").
 """
@@ -166,18 +166,6 @@ RECORDER = Recorder()
 
 def live_count(field: str, amount: int = 1) -> None:
     RECORDER.count(field, amount)
-
-
-def live_count_answers(completed: int, failed: dict[str, int]) -> None:
-    """The checkout consumer's answers of one committed chunk (orders created, refusals by code)."""
-    from dashboard.prometheus import QUEUE_ANSWERS
-
-    RECORDER.count("orders:queue", completed)
-    if completed:
-        QUEUE_ANSWERS.labels("COMPLETED").inc(completed)
-    for code, amount in failed.items():
-        RECORDER.count("failed:" + code, amount)
-        QUEUE_ANSWERS.labels(code).inc(amount)
 
 
 def group_of(url_name: str | None, method: str, path: str) -> str:

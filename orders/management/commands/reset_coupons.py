@@ -14,21 +14,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from common.cli import parse_ids
 from orders.models import Order
 from shop.models import Coupon, UserCoupon
 from shop.services.coupons import coupon_sold_out_flag_clear
-
-
-def parse_ids(raw: str) -> list[int]:
-    """'1-3,9,10' -> [1, 2, 3, 9, 10]."""
-    ids: set[int] = set()
-    try:
-        for part in filter(None, (p.strip() for p in raw.split(","))):
-            low, _, high = part.partition("-")
-            ids.update(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise CommandError("--ids looks like 1-3,9,10") from None
-    return sorted(ids)
 
 
 class Command(BaseCommand):
