@@ -7,7 +7,7 @@ makes the batch fail: the runner seeks back and retries it with back-off (messag
 are skipped by the inbox). After OUTBOX_MAX_ATTEMPTS failures of the same message (at once for a
 malformed one) it is copied to the dead-letter topic and stored as a `DeadLetter`, and the batch
 moves on. "Database or broker unreachable" counts no attempt: it is retried until they are back.
-SSE notifications run on background threads (`common.sse.notify`).
+SSE notifications are stored in the chunk's transaction and published after it (`common.sse.notify`).
 
 Subscribed by regex (checked against tansu: a topic created later is picked up after the metadata
 refresh plus one rebalance, ~4 s with the refresh at 1 s). The refresh runs every 2 s: the topics are
@@ -28,7 +28,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.kafka import ConsumerSpec, register_consumer
-from common.sse.notify import use_background_notifications
 from outbox.apply import event_apply, events_apply
 from outbox.dead_letters import dead_letter_record, is_permanent, is_transient
 from outbox.events import Event, MalformedEvent, dead_letter_topic, event_from_message, message_timestamp
@@ -57,7 +56,6 @@ class OutboxBatchHandler:
         if not self._started:
             self._started = True
             serve_metrics("OUTBOX_CONSUMER_METRICS_PORT")
-            use_background_notifications()
         parsed = list(self.parse(batch))
         for start in range(0, len(parsed), self.chunk):
             chunk = parsed[start : start + self.chunk]
