@@ -113,7 +113,10 @@ def test_debezium_messages_and_relay_messages_have_the_same_effects_once(kafka_p
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_message_that_keeps_failing_becomes_a_dead_letter_and_the_rest_goes_on(kafka_prefix, register_handler):
+def test_a_message_that_keeps_failing_becomes_a_dead_letter_and_the_rest_goes_on(
+    kafka_prefix, register_handler, settings
+):
+    settings.OUTBOX_AGGREGATE_TYPES = [*settings.OUTBOX_AGGREGATE_TYPES, "test"]
     calls: list[str] = []
 
     def flaky(event: Event) -> None:
