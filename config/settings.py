@@ -250,7 +250,9 @@ OUTBOX_AGGREGATE_TYPES = env_list("OUTBOX_AGGREGATE_TYPES", "order,coupon")
 # Relay: replication client id (unique among the server's replicas; 0 = a random one per start).
 OUTBOX_RELAY_SERVER_ID = env_int("OUTBOX_RELAY_SERVER_ID", 0)
 OUTBOX_RELAY_HEARTBEAT_SECONDS = env_float("OUTBOX_RELAY_HEARTBEAT_SECONDS", 0.5)
-OUTBOX_RELAY_CHECKPOINT_SECONDS = env_float("OUTBOX_RELAY_CHECKPOINT_SECONDS", 0.2)
+# At most this often (while events flow) the relay saves its position: a crash republishes at most
+# that much (consumers skip it); each save is itself a binlog transaction the relay reads back.
+OUTBOX_RELAY_CHECKPOINT_SECONDS = env_float("OUTBOX_RELAY_CHECKPOINT_SECONDS", 1.0)
 OUTBOX_RELAY_DELIVERY_TIMEOUT_MS = env_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS", 30_000)
 # Prometheus endpoints of the relay and the consumer processes (0 = none), on this address.
 OUTBOX_RELAY_METRICS_PORT = env_int("OUTBOX_RELAY_METRICS_PORT", 0)
