@@ -225,7 +225,7 @@ KAFKA_CONSUMER_CONFIG = {
 # A consumer without messages for this long stops fetching continuously and fetches once every
 # KAFKA_IDLE_FETCH_INTERVAL_MS (a message then waits up to that long): see common.kafka.runner.FetchPacer.
 KAFKA_IDLE_AFTER_SECONDS = env_float("KAFKA_IDLE_AFTER_SECONDS", 5.0)
-KAFKA_IDLE_FETCH_INTERVAL_MS = env_int("KAFKA_IDLE_FETCH_INTERVAL_MS", 250)
+KAFKA_IDLE_FETCH_INTERVAL_MS = env_int("KAFKA_IDLE_FETCH_INTERVAL_MS", 500)
 KAFKA_PRODUCE_TIMEOUT_MS = env_int("KAFKA_PRODUCE_TIMEOUT_MS", 1000)  # how long a request waits for the ack
 KAFKA_MESSAGE_TIMEOUT_MS = env_int("KAFKA_MESSAGE_TIMEOUT_MS", 5000)  # how long librdkafka keeps retrying
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import Counter, Histogram
@@ -38,6 +38,7 @@ class ConsumerRunner:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
+            "enable.partition.eof": True,  # FetchPacer.check reads them; poll_batch drops them
             "error_cb": self._on_error,
             **settings.KAFKA_CONSUMER_CONFIG,
             **spec.extra_config,
@@ -54,6 +55,7 @@ class ConsumerRunner:
             idle_after=settings.KAFKA_IDLE_AFTER_SECONDS,
             check_every=settings.KAFKA_IDLE_FETCH_INTERVAL_MS / 1000,
             fetch_wait=int(config.get("fetch.wait.max.ms", 500)) / 1000,
+            from_earliest=config["auto.offset.reset"] in ("earliest", "smallest", "beginning"),
         )
 
     def install_signal_handlers(self) -> None:
@@ -202,6 +204,7 @@ class ConsumerRunner:
                 self.consumer.seek(TopicPartition(topic_name, partition, offset))
             except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
                 log.warning("consumer %s: seek failed: %s", self.spec.name, exc)
+        self.pacer.rewound(first)
 
 
 class FetchPacer:
@@ -212,76 +215,144 @@ class FetchPacer:
     waited the whole timeout for a single message: measured); `poll` returns the first message as
     soon as it is there, and `consume(n - 1, 0)` adds what was fetched with it.
 
-    A subscribed librdkafka consumer fetches all the time, and tansu holds a fetch that finds no
-    data for the full `fetch.wait.max.ms`, answering what arrives meanwhile only then: the short
-    wait that latency needs (such a message waits half of it on average) costs 1000/wait fetches a
-    second per consumer while idle (with 10 ms, 5-8 % of a core of the broker per consumer,
-    measured). So after `idle_after` s without a message the assigned partitions are paused (no
-    fetch at all), and every `check_every` s they are resumed for one fetch: a fetch that finds data
-    waiting is answered at once (~1 ms, measured), so `probe` (less than the wait) catches it and the
-    partitions are paused again before an empty fetch is answered (one fetch per check). A message
-    that arrives while idle thus waits up to about `check_every`; once one arrives, fetching is
-    continuous again. A resumed partition starts fetching only at the broker thread's next wake-up
-    (200-500 ms later, measured with librdkafka 2.11): a metadata request for one topic (the
-    cheapest request for tansu; a ListOffsets request scans the partition) wakes it at once.
+    A subscribed librdkafka consumer fetches all the time, and tansu holds an empty fetch for the
+    full `fetch.wait.max.ms`: the short wait that latency needs (a message that arrives during a
+    fetch waits for its end) costs 1000/wait fetches a second per consumer while idle (with 10 ms,
+    5-8 % of a core of the broker per consumer, measured). So after `idle_after` s without a
+    message the assigned partitions are paused (no fetch at all), and every `check_every` s they
+    are resumed for one fetch (`check`): a message arrives (fetching is continuous again), or the
+    fetch comes back without one and they are paused again. A message that arrives while idle thus
+    waits up to about `check_every`.
+
+    librdkafka 2.11 details this relies on (measured):
+    - pausing drops what was fetched and not yet polled, and resumes from the last position polled
+      by the application, but where it polled nothing since the assignment it resumes from where it
+      had *fetched* to, skipping what it dropped (messages were lost that way). So every resume
+      seeks each partition to the position this pacer knows (after the last message it returned,
+      or the committed offset, asked once per assignment), and the runner tells it of a rewind;
+    - a resumed partition starts fetching only at the broker thread's next wake-up (200-500 ms
+      later); a seek wakes it at once;
+    - an empty fetch shows as the end-of-partition events of its answer (`enable.partition.eof`,
+      emitted again after each seek), but only for partitions whose last batch held one message
+      (tansu reports as high watermark the last batch's base offset + 1), so a check also ends
+      after `probe` s, the time a fetch with data takes to come back (10-20 ms here).
     """
 
-    def __init__(self, *, idle_after: float, check_every: float, fetch_wait: float):
+    def __init__(self, *, idle_after: float, check_every: float, fetch_wait: float, from_earliest: bool = True):
         self.idle_after = idle_after
+        self.from_earliest = from_earliest  # auto.offset.reset: where a partition without a commit starts
         self.check_every = check_every
-        self.probe = max(0.004, 0.8 * fetch_wait)
+        self.probe = max(0.05, 3 * fetch_wait)
         self.paused = False
         self.rebalanced = False
         self.last_message_at = time.monotonic()
         self.next_check_at = 0.0
+        self.positions: dict[tuple[str, int], int] = {}  # next offset the application needs
 
     def poll(self, consumer: Consumer, batch_size: int, timeout: float) -> list[Message]:
+        """A batch: messages, and events (errors, ends of partitions) for the caller to look at."""
         if self.rebalanced:  # newly assigned partitions are not paused: fetch them all for a while
             self.rebalanced = False
+            self.positions.clear()
             if self.paused:
-                self.resume(consumer, wake=False)
+                self.paused = False
+                consumer.resume(consumer.assignment())  # nothing dropped: paused partitions fetched nothing
                 self.last_message_at = time.monotonic()
-        checking = False
         if self.paused:
             wait = self.next_check_at - time.monotonic()
             if wait <= 0:
-                self.resume(consumer, wake=True)
-                checking, timeout = True, self.probe
-            else:
-                timeout = min(timeout, wait)
+                return self.check(consumer, batch_size)
+            timeout = min(timeout, wait)
         first = consumer.poll(timeout)  # while paused: nothing, or from a newly assigned partition
         messages = [] if first is None else [first, *consumer.consume(batch_size - 1, 0)]
         now = time.monotonic()
-        if any(msg.error() is None for msg in messages):
+        if self.note(messages):
             self.last_message_at = now
             if self.paused:
-                self.resume(consumer, wake=False)
-        elif checking or (not self.paused and self.idle_after > 0 and now - self.last_message_at >= self.idle_after):
-            partitions = consumer.assignment()
-            if partitions:
-                consumer.pause(partitions)
-                self.paused, self.next_check_at = True, now + self.check_every
+                self.resume(consumer)
+        elif not self.paused and self.idle_after > 0 and now - self.last_message_at >= self.idle_after:
+            self.pause(consumer)
         return messages
 
-    def resume(self, consumer: Consumer, *, wake: bool) -> None:
+    def check(self, consumer: Consumer, batch_size: int) -> list[Message]:
+        """One fetch while idle: resumed until a message, the answer of an empty fetch or `probe` s,
+        then paused again."""
+        self.resume(consumer)
+        events: list[Message] = []
+        deadline = time.monotonic() + self.probe
+        while (remaining := deadline - time.monotonic()) > 0:
+            msg = consumer.poll(remaining)
+            if msg is None:
+                continue
+            if msg.error() is None:  # data: fetching stays continuous
+                batch = [*events, msg, *consumer.consume(batch_size - 1, 0)]
+                self.note(batch)
+                self.last_message_at = time.monotonic()
+                return batch
+            events.append(msg)
+            if msg.error().code() == KafkaError._PARTITION_EOF:  # a fetch came back: take the rest of it
+                deadline = min(deadline, time.monotonic() + 0.002)
+        self.pause(consumer)
+        return events
+
+    def note(self, messages: list[Message]) -> bool:
+        """Remember where the application stands; True if there were messages."""
+        seen = False
+        for msg in messages:
+            if msg.error() is None:
+                self.positions[(msg.topic(), msg.partition())] = msg.offset() + 1
+                seen = True
+        return seen
+
+    def rewound(self, offsets: dict[tuple[str, int], int]) -> None:
+        """The runner sought these partitions back (a failed batch is retried from there)."""
+        self.positions.update(offsets)
+
+    def pause(self, consumer: Consumer) -> None:
+        partitions = consumer.assignment()
+        if not partitions:
+            return
+        unknown = [tp for tp in partitions if (tp.topic, tp.partition) not in self.positions]
+        if unknown:  # nothing polled there since the assignment: it stands at the committed offset
+            try:
+                committed = consumer.committed(unknown, timeout=5)
+            except KafkaException as exc:
+                log.warning("consumer: committed offsets unknown (%s); fetching on", exc)
+                self.last_message_at = time.monotonic()
+                return
+            for tp in committed:
+                if tp.offset >= 0:
+                    self.positions[(tp.topic, tp.partition)] = tp.offset
+                elif self.from_earliest:  # it polled nothing since it started from the earliest: empty
+                    self.positions[(tp.topic, tp.partition)] = OFFSET_BEGINNING
+        consumer.pause(partitions)
+        self.paused, self.next_check_at = True, time.monotonic() + self.check_every
+
+    def resume(self, consumer: Consumer) -> None:
+        """Resume every assigned partition from where the application stands (see the class
+        docstring); the seeks also wake the broker thread."""
         self.paused = False
         partitions = consumer.assignment()
         if not partitions:
             return
         consumer.resume(partitions)
-        if wake:
+        for tp in partitions:
+            position = self.positions.get((tp.topic, tp.partition))
+            if position is None:
+                continue
             try:
-                consumer.list_topics(partitions[0].topic, timeout=1.0)
-            except KafkaException:
-                pass  # not woken: the fetch starts at the broker thread's next wake-up
+                consumer.seek(TopicPartition(tp.topic, tp.partition, position))
+            except KafkaException as exc:  # not fetching yet (its start offset is being looked up): nothing dropped
+                log.info("consumer: seek of %s [%d] failed: %s", tp.topic, tp.partition, exc)
 
     def assignment_changed(self) -> None:
         """From the rebalance callbacks (the next poll acts on it)."""
         self.rebalanced = True
 
     def reset(self) -> None:
-        """A new consumer: nothing paused."""
+        """A new consumer: nothing paused, nothing known."""
         self.paused = self.rebalanced = False
+        self.positions.clear()
         self.last_message_at = time.monotonic()
 
 
