@@ -304,9 +304,9 @@ def main() -> None:
     print(f"{len(ids)} payments at {rate:.0f}/s (target {args.rate:.0f}/s) from {args.procs} x {args.threads} threads")
     print(describe("payment commit -> CONFIRMED", to_confirmed))
     print(describe("payment commit -> SSE order-completed received", to_sse))
-    missing = len(ids) - to_sse.get("n", 0)
-    if missing:
-        print(f"  {missing} SSE events not received within {args.timeout:.0f} s")
+    for what, got in (("orders not CONFIRMED", to_confirmed), ("SSE events not received", to_sse)):
+        if (missing := len(ids) - got.get("n", 0)) > 0:
+            print(f"  {missing} {what} within {args.timeout:.0f} s")
     print("CPU per event (ms; idle subtracted): " + ", ".join(f"{r} {v:.2f}" for r, v in cpu_ms.items()))
     if args.out:
         Path(args.out).write_text(
