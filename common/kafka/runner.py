@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import Counter, Histogram
@@ -228,8 +228,9 @@ class FetchPacer:
     - pausing drops what was fetched and not yet polled, and resumes from the last position polled
       by the application, but where it polled nothing since the assignment it resumes from where it
       had *fetched* to, skipping what it dropped (messages were lost that way). So every resume
-      seeks each partition to the position this pacer knows (after the last message it returned,
-      or the committed offset, asked once per assignment), and the runner tells it of a rewind;
+      seeks each partition to the position this pacer knows: after the last message it returned,
+      or else the committed offset (without one, the earliest offset), asked once per assignment;
+      the runner tells it of a rewind;
     - a resumed partition starts fetching only at the broker thread's next wake-up (200-500 ms
       later); a seek wakes it at once;
     - an empty fetch shows as the end-of-partition events of its answer (`enable.partition.eof`,
@@ -316,15 +317,16 @@ class FetchPacer:
         if unknown:  # nothing polled there since the assignment: it stands at the committed offset
             try:
                 committed = consumer.committed(unknown, timeout=5)
+                for tp in committed:
+                    if tp.offset >= 0:
+                        self.positions[(tp.topic, tp.partition)] = tp.offset
+                    elif self.from_earliest:  # no commit: it started at the earliest offset and polled nothing
+                        low, _high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                        self.positions[(tp.topic, tp.partition)] = low
             except KafkaException as exc:
-                log.warning("consumer: committed offsets unknown (%s); fetching on", exc)
+                log.warning("consumer: where it stands is unknown (%s); fetching on", exc)
                 self.last_message_at = time.monotonic()
                 return
-            for tp in committed:
-                if tp.offset >= 0:
-                    self.positions[(tp.topic, tp.partition)] = tp.offset
-                elif self.from_earliest:  # it polled nothing since it started from the earliest: empty
-                    self.positions[(tp.topic, tp.partition)] = OFFSET_BEGINNING
         consumer.pause(partitions)
         self.paused, self.next_check_at = True, time.monotonic() + self.check_every
 
@@ -338,7 +340,7 @@ class FetchPacer:
         consumer.resume(partitions)
         for tp in partitions:
             position = self.positions.get((tp.topic, tp.partition))
-            if position is None:
+            if position is None or position < 0:  # only to a known offset: a logical one is looked up each time
                 continue
             try:
                 consumer.seek(TopicPartition(tp.topic, tp.partition, position))

@@ -119,8 +119,10 @@ def test_an_idle_consumer_stops_fetching_continuously_and_still_gets_every_messa
     worker = threading.Thread(target=runner.run, kwargs={"max_seconds": 60})
     worker.start()
     try:
+        # idle before anything was committed (a new group), then after
+        wait_until(lambda: runner.pacer.paused, timeout=20, what="the new consumer to pause")
         produce_and_wait(OutgoingMessage(topic, key="k", value=b"1"), timeout=5)
-        wait_until(lambda: got == [b"1"], timeout=20, what="the first message")
+        wait_until(lambda: got == [b"1"], timeout=10, what="the first message")
         wait_until(lambda: runner.pacer.paused, timeout=10, what="the idle consumer to pause")
 
         produce_and_wait(*(OutgoingMessage(topic, key="k", value=str(n).encode()) for n in (2, 3, 4)), timeout=5)
