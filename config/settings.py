@@ -210,7 +210,6 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in config/celery.py
 
 EVENTSTREAM_REDIS = {"host": REDIS_HOST, "port": REDIS_PORT, "db": REDIS_DB}
 EVENTSTREAM_STORAGE_CLASS = "common.sse.storage.StreamStorage"  # DjangoModelStorage without a connection per stream
@@ -231,6 +230,10 @@ KAFKA_CONSUMER_CONFIG = {
     "session.timeout.ms": env_int("KAFKA_SESSION_TIMEOUT_MS", 6000),
     "heartbeat.interval.ms": env_int("KAFKA_HEARTBEAT_INTERVAL_MS", 1000),
 }
+# A consumer without messages for this long stops fetching continuously and fetches once every
+# KAFKA_IDLE_FETCH_INTERVAL_MS (a message then waits up to that long): see common.kafka.runner.FetchPacer.
+KAFKA_IDLE_AFTER_SECONDS = env_float("KAFKA_IDLE_AFTER_SECONDS", 5.0)
+KAFKA_IDLE_FETCH_INTERVAL_MS = env_int("KAFKA_IDLE_FETCH_INTERVAL_MS", 500)
 KAFKA_PRODUCE_TIMEOUT_MS = env_int("KAFKA_PRODUCE_TIMEOUT_MS", 1000)  # how long a request waits for the ack
 KAFKA_MESSAGE_TIMEOUT_MS = env_int("KAFKA_MESSAGE_TIMEOUT_MS", 5000)  # how long librdkafka keeps retrying
 
@@ -249,10 +252,14 @@ OUTBOX_PURGE_AFTER_DAYS = env_int("OUTBOX_PURGE_AFTER_DAYS", 7)
 # events (Kafka's default is 7 days): a redelivered event whose record is gone is applied again.
 OUTBOX_INBOX_RETENTION_DAYS = env_int("OUTBOX_INBOX_RETENTION_DAYS", 14)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 5)  # consumer attempts before a message is dead-lettered
+# The aggregate types whose topics (<prefix>.events.<type>) the outbox consumer reads (by name).
+OUTBOX_AGGREGATE_TYPES = env_list("OUTBOX_AGGREGATE_TYPES", "order,coupon")
 # Relay: replication client id (unique among the server's replicas; 0 = a random one per start).
 OUTBOX_RELAY_SERVER_ID = env_int("OUTBOX_RELAY_SERVER_ID", 0)
 OUTBOX_RELAY_HEARTBEAT_SECONDS = env_float("OUTBOX_RELAY_HEARTBEAT_SECONDS", 0.5)
-OUTBOX_RELAY_CHECKPOINT_SECONDS = env_float("OUTBOX_RELAY_CHECKPOINT_SECONDS", 0.2)
+# At most this often (while events flow) the relay saves its position: a crash republishes at most
+# that much (consumers skip it); each save is itself a binlog transaction the relay reads back.
+OUTBOX_RELAY_CHECKPOINT_SECONDS = env_float("OUTBOX_RELAY_CHECKPOINT_SECONDS", 1.0)
 OUTBOX_RELAY_DELIVERY_TIMEOUT_MS = env_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS", 30_000)
 # Prometheus endpoints of the relay and the consumer processes (0 = none), on this address.
 OUTBOX_RELAY_METRICS_PORT = env_int("OUTBOX_RELAY_METRICS_PORT", 0)

@@ -1,24 +1,30 @@
 """What the order events do once the outbox delivers them (registered with `outbox.handlers`).
 
-Each runs inside the transaction that records the event in the inbox (see `outbox.handlers`): the
-order's follow-up state, the shop's sales statistics and cart, and the user's SSE notification
-after the commit.
+Each receives all the new events of its type of a chunk, inside the transaction that records them
+in the inbox (see `outbox.handlers`), and writes them with a few statements whatever their number:
+the orders' follow-up state, the users' carts and SSE notifications (stored with them, published
+after commit), and the shop's sales statistics last (hot rows shared by every consumer; the lock
+order of `common.db`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
 
 from django.utils import timezone
 
 from common.kafka import OutgoingMessage, topic
-from common.sse.notify import notify_after_commit
+from common.sse.notify import Notification, sse_notify
 from orders.models import Order
-from orders.services import order_confirm
+from orders.services import orders_confirm
 from outbox.events import Event
 from outbox.handlers import Publication, field_int, handles, items_of, local_day
-from shop.services.cart import cart_remove_lines
-from shop.services.catalog import sales_record
+from shop.services.cart import carts_remove_lines
+from shop.services.catalog import sales_record_many
 
 
 def data_platform_message(event: Event) -> OutgoingMessage:
@@ -47,45 +53,87 @@ def data_platform_message(event: Event) -> OutgoingMessage:
 DATA_PLATFORM = Publication("outbox.data-platform", data_platform_message)
 
 
-@handles("PaymentCompleted", publications=(DATA_PLATFORM,))
-def payment_completed(event: Event) -> None:
-    """PAID -> CONFIRMED (guarded), sales statistics, cart clean-up; then SSE `order-completed`.
+@dataclass(frozen=True)
+class OrderEvent:
+    """The fields of an order event the handlers use (a malformed payload raises MalformedEvent)."""
+
+    order_id: int
+    user_id: int
+    items: list[tuple[int, int]]
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> OrderEvent:
+        p = event.payload
+        return cls(field_int(p, "orderId"), field_int(p, "userId"), items_of(p), p)
+
+
+@handles("PaymentCompleted", publications=(DATA_PLATFORM,), many=True)
+def payments_completed(events: list[Event]) -> None:
+    """PAID -> CONFIRMED (guarded), cart clean-up, SSE `order-completed`, sales statistics.
 
     Sales are recorded even if the order is no longer PAID (cancelled meanwhile): the cancellation's
     own event subtracts them, in whichever order the two events arrive.
     """
-    p = event.payload
-    order_id, user_id = field_int(p, "orderId"), field_int(p, "userId")
-    items = items_of(p)
-    confirmed = order_confirm(order_id=order_id)
-    day = local_day(p.get("paidAt"))
-    for product_id, quantity in items:
-        sales_record(product_id=product_id, quantity=quantity, day=day)
-    cart_remove_lines(user_id=user_id, product_ids=[product_id for product_id, _ in items])
-    if confirmed:
-        data = {"orderId": order_id, "paymentId": p.get("paymentId"), "amount": p.get("amount"), "status": "CONFIRMED"}
-        notify_after_commit(user_id, "order-completed", data)
+    paid = [OrderEvent.of(event) for event in events]
+    confirmed = orders_confirm(order_ids=[e.order_id for e in paid])
+    checked_out: dict[int, set[int]] = defaultdict(set)
+    for e in paid:
+        checked_out[e.user_id].update(product_id for product_id, _ in e.items)
+    carts_remove_lines(lines=checked_out)
+    sse_notify(
+        Notification(
+            e.user_id,
+            "order-completed",
+            {
+                "orderId": e.order_id,
+                "paymentId": e.payload.get("paymentId"),
+                "amount": e.payload.get("amount"),
+                "status": "CONFIRMED",
+            },
+        )
+        for e in paid
+        if e.order_id in confirmed
+    )
+    sales_record_many(
+        sales=[
+            (product_id, local_day(e.payload.get("paidAt")), quantity) for e in paid for product_id, quantity in e.items
+        ]
+    )
 
 
-def _order_ended(event: Event, sse_type: str) -> None:
-    p = event.payload
-    order_id, user_id = field_int(p, "orderId"), field_int(p, "userId")
-    if p.get("wasPaid") is True:
-        paid_at = Order.objects.filter(pk=order_id).values_list("paid_at", flat=True).first()
-        day = timezone.localdate(paid_at) if paid_at else timezone.localdate()
-        for product_id, quantity in items_of(p):
-            sales_record(product_id=product_id, quantity=-quantity, day=day)
-    data = {"orderId": order_id, "reason": p.get("reason") or "", "wasPaid": bool(p.get("wasPaid"))}
-    notify_after_commit(user_id, sse_type, data)
+def _orders_ended(events: list[Event], sse_type: str) -> None:
+    """SSE `sse_type`; a paid order's sales are taken back out of the statistics of its payment day."""
+    ended = [OrderEvent.of(event) for event in events]
+    paid = [e for e in ended if e.payload.get("wasPaid") is True]
+    paid_on: dict[int, dt.date] = {}
+    if paid:
+        rows = Order.objects.filter(pk__in=[e.order_id for e in paid]).values_list("pk", "paid_at")
+        paid_on = {pk: timezone.localdate(at) for pk, at in rows if at is not None}
+    sse_notify(
+        Notification(
+            e.user_id,
+            sse_type,
+            {"orderId": e.order_id, "reason": e.payload.get("reason") or "", "wasPaid": bool(e.payload.get("wasPaid"))},
+        )
+        for e in ended
+    )
+    sales_record_many(
+        sales=[
+            (product_id, paid_on.get(e.order_id) or timezone.localdate(), -quantity)
+            for e in paid
+            for product_id, quantity in e.items
+        ]
+    )
 
 
-@handles("OrderCancelled")
-def order_cancelled(event: Event) -> None:
+@handles("OrderCancelled", many=True)
+def orders_cancelled(events: list[Event]) -> None:
     """SSE `order-cancelled`; a paid order's sales are taken back out of the statistics."""
-    _order_ended(event, "order-cancelled")
+    _orders_ended(events, "order-cancelled")
 
 
-@handles("OrderExpired")
-def order_expired(event: Event) -> None:
+@handles("OrderExpired", many=True)
+def orders_expired(events: list[Event]) -> None:
     """SSE `order-expired` (an expired order was never paid, but honour `wasPaid` if set)."""
-    _order_ended(event, "order-expired")
+    _orders_ended(events, "order-expired")

@@ -8,6 +8,7 @@ deadlocks.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -282,8 +283,25 @@ def order_cancel(*, order_id: int, user_id: int | None, reason: str = "") -> Ord
 @use_case
 def order_confirm(*, order_id: int) -> bool:
     """PAID -> CONFIRMED (the outbox consumer's follow-up to PaymentCompleted). False if not PAID."""
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
-    if order is None or order.status != OrderStatus.PAID:
-        return False
-    order_transition(order, OrderStatus.CONFIRMED, confirmed_at=timezone.now())
-    return True
+    return order_id in orders_confirm(order_ids=[order_id])
+
+
+def orders_confirm(*, order_ids: Iterable[int]) -> set[int]:
+    """PAID -> CONFIRMED for several orders inside the caller's transaction (the outbox consumer's
+    chunks): the PAID ones locked in id order (the expiry's order), then moved by one guarded
+    update. Returns the ids that moved; the others (not PAID any more, or unknown) are left alone."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return set()
+    paid = list(
+        Order.objects.select_for_update()
+        .filter(pk__in=ids, status=OrderStatus.PAID)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if paid:
+        now = timezone.now()
+        Order.objects.filter(pk__in=paid, status=OrderStatus.PAID).update(
+            status=OrderStatus.CONFIRMED, confirmed_at=now, updated_at=now
+        )
+    return set(paid)

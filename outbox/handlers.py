@@ -7,18 +7,25 @@ module, the way `common.kafka.load_consumers` finds consumers, so every process 
 (consumer, Celery worker, admin replay) holds all of them. This module keeps only the mechanism: the
 registry, the handler and publication types and the payload helpers; it imports no domain app.
 
-A handler's `apply(event)` runs inside the transaction that records the event in the inbox: its
-database effects commit with that record or not at all. Effects outside the database go in
-`transaction.on_commit` (SSE: `common.sse.notify.notify_after_commit`; caches), or, when they must
-not be lost, in a `Publication`: a Kafka message sent after the commit and recorded in the inbox
-under its own name, so a failure retries it (at least once; see `outbox.apply.publications_send`).
+A handler runs inside the transaction that records its events in the inbox: its database effects
+commit with that record or not at all. The consumer applies a chunk of events in one transaction,
+and a handler registered with `many=True` receives all the chunk's new events of its type at once
+(in delivery order), so that it can write them with a few statements whatever their number; the
+others receive one event per call. Either way a handler must give the same result for a list as
+for its events one by one (the consumer falls back to one at a time when a chunk fails), and its
+effects must not depend on the order of events of *different* types within a chunk (they are
+applied type by type). SSE notifications are stored in the same transaction
+(`common.sse.notify.sse_notify`); other effects outside the database go in `transaction.on_commit`
+(caches), or, when they must not be lost, in a `Publication`: a Kafka message sent after the commit
+and recorded in the inbox under its own name, so a failure retries it (at least once; see
+`outbox.apply.publications_send`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,20 +48,30 @@ class Publication:
 @dataclass(frozen=True)
 class Handler:
     event_type: str
-    apply: Callable[[Event], None]
+    apply: Callable[[Event], None] | Callable[[list[Event]], None]  # one event, or with `many` a list
     publications: tuple[Publication, ...] = ()
+    many: bool = False
+
+    def apply_all(self, events: Sequence[Event]) -> None:
+        """Apply these events of this handler's type (inside the caller's transaction)."""
+        if self.many:
+            self.apply(list(events))  # type: ignore[arg-type]
+        else:
+            for event in events:
+                self.apply(event)  # type: ignore[arg-type]
 
 
 HANDLERS: dict[str, Handler] = {}
 
 
-def handles(event_type: str, *, publications: tuple[Publication, ...] = ()):
-    """Register the decorated function as the handler of `event_type`."""
+def handles(event_type: str, *, publications: tuple[Publication, ...] = (), many: bool = False):
+    """Register the decorated function as the handler of `event_type`; with `many`, it receives a
+    list of events (see the module docstring)."""
 
-    def register(fn: Callable[[Event], None]) -> Callable[[Event], None]:
+    def register(fn: Callable) -> Callable:
         if event_type in HANDLERS and HANDLERS[event_type].apply is not fn:
             raise ValueError(f"a handler for {event_type!r} is registered already")
-        HANDLERS[event_type] = Handler(event_type, fn, publications)
+        HANDLERS[event_type] = Handler(event_type, fn, publications, many)
         return fn
 
     return register

@@ -378,7 +378,10 @@ class Relay:
         }
         if p.acked_created_at is not None:
             defaults["last_event_created_at"] = p.acked_created_at
-        RelayCheckpoint.objects.update_or_create(name=RelayCheckpoint.RELAY, defaults=defaults)
+        # One UPDATE in autocommit (update_or_create is a locked read and a write in a transaction):
+        # the row exists from the first start (start_at_binlog_end) unless an operator deleted it.
+        if not RelayCheckpoint.objects.filter(name=RelayCheckpoint.RELAY).update(**defaults):
+            RelayCheckpoint.objects.update_or_create(name=RelayCheckpoint.RELAY, defaults=defaults)
         p.saved, p.saved_at, p.acked_rows = p.acked, time.monotonic(), False
 
     def _forget_checkpoint(self) -> None:

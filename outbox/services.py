@@ -38,3 +38,40 @@ def inbox_claim(*, consumer: str, event_id: str) -> bool:
             [consumer, event_id],
         )
         return cursor.rowcount == 1
+
+
+class InboxRace(Exception):
+    """Another transaction recorded some of these events meanwhile: apply them one at a time."""
+
+
+def inbox_claim_many(*, consumer: str, event_ids: list[str]) -> list[bool]:
+    """`inbox_claim` for several events in one statement: per id, True if it is new (and now
+    recorded), False if it was recorded before or appears earlier in the list.
+
+    One multi-row INSERT IGNORE: all new (the consumer's usual case) or all recorded before (a
+    redelivered chunk) is told apart by its row count; anything in between raises `InboxRace`,
+    and the caller applies the events one by one (`inbox_claim` tells each apart).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("inbox_claim_many must run inside the transaction that applies the events")
+    first = {event_id: None for event_id in event_ids}  # distinct, in order
+    if len(first) == 1:
+        new = inbox_claim(consumer=consumer, event_id=event_ids[0])
+        return [new] + [False] * (len(event_ids) - 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT IGNORE INTO outbox_processed_event (consumer, event_id, processed_at) VALUES "
+            + ", ".join(["(%s, %s, UTC_TIMESTAMP(6))"] * len(first)),
+            [value for event_id in first for value in (consumer, event_id)],
+        )
+        recorded = cursor.rowcount
+    if recorded == 0:
+        return [False] * len(event_ids)
+    if recorded != len(first):
+        raise InboxRace(f"{len(first) - recorded} of {len(first)} events were recorded before")
+    seen: set[str] = set()
+    claims = []
+    for event_id in event_ids:
+        claims.append(event_id not in seen)
+        seen.add(event_id)
+    return claims

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from common.sse.notify import notify_after_commit
+from common.sse.notify import Notification, sse_notify
 from outbox.events import Event
 from outbox.handlers import field_int, handles
 
 
-@handles("CouponIssued")
-def coupon_issued(event: Event) -> None:
-    """SSE `coupon-issued` to the user."""
-    p = event.payload
-    user_id = field_int(p, "userId")
-    data = {"userCouponId": p.get("userCouponId"), "couponId": p.get("couponId")}
-    notify_after_commit(user_id, "coupon-issued", data)
+@handles("CouponIssued", many=True)
+def coupons_issued(events: list[Event]) -> None:
+    """SSE `coupon-issued` to each user (stored with the inbox records, published after commit)."""
+    sse_notify(
+        Notification(
+            field_int(event.payload, "userId"),
+            "coupon-issued",
+            {"userCouponId": event.payload.get("userCouponId"), "couponId": event.payload.get("couponId")},
+        )
+        for event in events
+    )

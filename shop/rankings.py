@@ -101,12 +101,21 @@ return 1
 
 def bump(*, product_id: int, quantity: int, day: date) -> bool:
     """Add a committed sale to the sets. False when they are not built yet (a rebuild will count it)."""
-    keys = [ready_key(), total_key()]
-    expire_at = 0
-    if day in _window(timezone.localdate()):
-        keys.append(daily_key(day))
-        expire_at = _daily_expire_at(day)
-    return bool(_redis().eval(_BUMP, len(keys), *keys, quantity, product_id, expire_at))
+    return bump_many(sales=[(product_id, day, quantity)])[0]
+
+
+def bump_many(*, sales: list[tuple[int, date, int]]) -> list[bool]:
+    """`bump` for several committed sales (product id, day, quantity), in one round trip."""
+    window = _window(timezone.localdate())
+    pipe = _redis().pipeline(transaction=False)
+    for product_id, day, quantity in sales:
+        keys = [ready_key(), total_key()]
+        expire_at = 0
+        if day in window:
+            keys.append(daily_key(day))
+            expire_at = _daily_expire_at(day)
+        pipe.eval(_BUMP, len(keys), *keys, quantity, product_id, expire_at)
+    return [bool(result) for result in pipe.execute()]
 
 
 def sync_product(*, product_id: int) -> None:

@@ -20,7 +20,7 @@ class ConsumerSpec:
     group: str
     handler: BatchHandler
     batch_size: int = 500
-    poll_timeout: float = 0.05
+    poll_timeout: float = 0.5  # a poll returns at once when a message is there; this bounds a stop's wait
     topic_regex: bool = False  # topics given as "^prefix\\..*" patterns
     extra_config: dict[str, Any] = field(default_factory=dict)
 

@@ -38,6 +38,7 @@ class ConsumerRunner:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
+            "enable.partition.eof": True,  # FetchPacer.check reads them; poll_batch drops them
             "error_cb": self._on_error,
             **settings.KAFKA_CONSUMER_CONFIG,
             **spec.extra_config,
@@ -50,6 +51,12 @@ class ConsumerRunner:
         self.brokers_lost = threading.Event()
         self.retry_delay = 0.1
         self.topics_ensured_at = 0.0
+        self.pacer = FetchPacer(
+            idle_after=settings.KAFKA_IDLE_AFTER_SECONDS,
+            check_every=settings.KAFKA_IDLE_FETCH_INTERVAL_MS / 1000,
+            fetch_wait=int(config.get("fetch.wait.max.ms", 500)) / 1000,
+            from_earliest=config["auto.offset.reset"] in ("earliest", "smallest", "beginning"),
+        )
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,10 +72,12 @@ class ConsumerRunner:
         def on_assign(_consumer, partitions: list[TopicPartition]) -> None:
             log.info("consumer %s: assigned %s", self.spec.name, describe(partitions))
             self.holds_assignment = True
+            self.pacer.assignment_changed()
             assigned.set()
 
         def on_revoke(_consumer, partitions: list[TopicPartition]) -> None:
             log.info("consumer %s: revoked %s", self.spec.name, describe(partitions))
+            self.pacer.assignment_changed()
 
         self.callbacks = {"on_assign": on_assign, "on_revoke": on_revoke}
         self.consumer.subscribe(list(self.spec.topics), **self.callbacks)
@@ -111,7 +120,7 @@ class ConsumerRunner:
                 # holds no assignment and rejoins the group once the broker is back (0 crashes in 8).
                 self.renew("lost every broker connection")
         try:
-            messages = self.consumer.consume(self.spec.batch_size, self.spec.poll_timeout)
+            messages = self.pacer.poll(self.consumer, self.spec.batch_size, self.spec.poll_timeout)
         except KafkaException as exc:  # never a reason to exit: a fatal consumer is replaced
             log.warning("consumer %s: poll failed: %s", self.spec.name, exc)
             if exc.args[0].fatal():
@@ -140,6 +149,7 @@ class ConsumerRunner:
             log.warning("consumer %s: closing the old consumer: %s", self.spec.name, exc)
         self.consumer = Consumer(self.config)
         self.holds_assignment = False
+        self.pacer.reset()
         self.consumer.subscribe(list(self.spec.topics), **self.callbacks)
         log.warning("consumer %s: replaced (%s); rejoining %s", self.spec.name, reason, self.spec.group)
 
@@ -194,6 +204,158 @@ class ConsumerRunner:
                 self.consumer.seek(TopicPartition(topic_name, partition, offset))
             except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
                 log.warning("consumer %s: seek failed: %s", self.spec.name, exc)
+        self.pacer.rewound(first)
+
+
+class FetchPacer:
+    """Polls a consumer: at once when a message is there, and without fetching continuously while
+    nothing arrives.
+
+    `Consumer.consume(n, timeout)` returns only when it has n messages or the timeout ran out (it
+    waited the whole timeout for a single message: measured); `poll` returns the first message as
+    soon as it is there, and `consume(n - 1, 0)` adds what was fetched with it.
+
+    A subscribed librdkafka consumer fetches all the time, and tansu holds an empty fetch for the
+    full `fetch.wait.max.ms`: the short wait that latency needs (a message that arrives during a
+    fetch waits for its end) costs 1000/wait fetches a second per consumer while idle (with 10 ms,
+    5-8 % of a core of the broker per consumer, measured). So after `idle_after` s without a
+    message the assigned partitions are paused (no fetch at all), and every `check_every` s they
+    are resumed for one fetch (`check`): a message arrives (fetching is continuous again), or the
+    fetch comes back without one and they are paused again. A message that arrives while idle thus
+    waits up to about `check_every`.
+
+    librdkafka 2.11 details this relies on (measured):
+    - pausing drops what was fetched and not yet polled, and resumes from the last position polled
+      by the application, but where it polled nothing since the assignment it resumes from where it
+      had *fetched* to, skipping what it dropped (messages were lost that way). So every resume
+      seeks each partition to the position this pacer knows: after the last message it returned,
+      or else the committed offset (without one, the earliest offset), asked once per assignment;
+      the runner tells it of a rewind;
+    - a resumed partition starts fetching only at the broker thread's next wake-up (200-500 ms
+      later); a seek wakes it at once;
+    - an empty fetch shows as the end-of-partition events of its answer (`enable.partition.eof`,
+      emitted again after each seek), but only for partitions whose last batch held one message
+      (tansu reports as high watermark the last batch's base offset + 1), so a check also ends
+      after `probe` s, the time a fetch with data takes to come back (10-20 ms here).
+    """
+
+    def __init__(self, *, idle_after: float, check_every: float, fetch_wait: float, from_earliest: bool = True):
+        self.idle_after = idle_after
+        self.from_earliest = from_earliest  # auto.offset.reset: where a partition without a commit starts
+        self.check_every = check_every
+        self.probe = max(0.05, 3 * fetch_wait)
+        self.paused = False
+        self.rebalanced = False
+        self.last_message_at = time.monotonic()
+        self.next_check_at = 0.0
+        self.positions: dict[tuple[str, int], int] = {}  # next offset the application needs
+
+    def poll(self, consumer: Consumer, batch_size: int, timeout: float) -> list[Message]:
+        """A batch: messages, and events (errors, ends of partitions) for the caller to look at."""
+        if self.rebalanced:  # newly assigned partitions are not paused: fetch them all for a while
+            self.rebalanced = False
+            self.positions.clear()
+            if self.paused:
+                self.paused = False
+                consumer.resume(consumer.assignment())  # nothing dropped: paused partitions fetched nothing
+                self.last_message_at = time.monotonic()
+        if self.paused:
+            wait = self.next_check_at - time.monotonic()
+            if wait <= 0:
+                return self.check(consumer, batch_size)
+            timeout = min(timeout, wait)
+        first = consumer.poll(timeout)  # while paused: nothing, or from a newly assigned partition
+        messages = [] if first is None else [first, *consumer.consume(batch_size - 1, 0)]
+        now = time.monotonic()
+        if self.note(messages):
+            self.last_message_at = now
+            if self.paused:
+                self.resume(consumer)
+        elif not self.paused and self.idle_after > 0 and now - self.last_message_at >= self.idle_after:
+            self.pause(consumer)
+        return messages
+
+    def check(self, consumer: Consumer, batch_size: int) -> list[Message]:
+        """One fetch while idle: resumed until a message, the answer of an empty fetch or `probe` s,
+        then paused again."""
+        self.resume(consumer)
+        events: list[Message] = []
+        deadline = time.monotonic() + self.probe
+        while (remaining := deadline - time.monotonic()) > 0:
+            msg = consumer.poll(remaining)
+            if msg is None:
+                continue
+            if msg.error() is None:  # data: fetching stays continuous
+                batch = [*events, msg, *consumer.consume(batch_size - 1, 0)]
+                self.note(batch)
+                self.last_message_at = time.monotonic()
+                return batch
+            events.append(msg)
+            if msg.error().code() == KafkaError._PARTITION_EOF:  # a fetch came back: take the rest of it
+                deadline = min(deadline, time.monotonic() + 0.002)
+        self.pause(consumer)
+        return events
+
+    def note(self, messages: list[Message]) -> bool:
+        """Remember where the application stands; True if there were messages."""
+        seen = False
+        for msg in messages:
+            if msg.error() is None:
+                self.positions[(msg.topic(), msg.partition())] = msg.offset() + 1
+                seen = True
+        return seen
+
+    def rewound(self, offsets: dict[tuple[str, int], int]) -> None:
+        """The runner sought these partitions back (a failed batch is retried from there)."""
+        self.positions.update(offsets)
+
+    def pause(self, consumer: Consumer) -> None:
+        partitions = consumer.assignment()
+        if not partitions:
+            return
+        unknown = [tp for tp in partitions if (tp.topic, tp.partition) not in self.positions]
+        if unknown:  # nothing polled there since the assignment: it stands at the committed offset
+            try:
+                committed = consumer.committed(unknown, timeout=5)
+                for tp in committed:
+                    if tp.offset >= 0:
+                        self.positions[(tp.topic, tp.partition)] = tp.offset
+                    elif self.from_earliest:  # no commit: it started at the earliest offset and polled nothing
+                        low, _high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                        self.positions[(tp.topic, tp.partition)] = low
+            except KafkaException as exc:
+                log.warning("consumer: where it stands is unknown (%s); fetching on", exc)
+                self.last_message_at = time.monotonic()
+                return
+        consumer.pause(partitions)
+        self.paused, self.next_check_at = True, time.monotonic() + self.check_every
+
+    def resume(self, consumer: Consumer) -> None:
+        """Resume every assigned partition from where the application stands (see the class
+        docstring); the seeks also wake the broker thread."""
+        self.paused = False
+        partitions = consumer.assignment()
+        if not partitions:
+            return
+        consumer.resume(partitions)
+        for tp in partitions:
+            position = self.positions.get((tp.topic, tp.partition))
+            if position is None or position < 0:  # only to a known offset: a logical one is looked up each time
+                continue
+            try:
+                consumer.seek(TopicPartition(tp.topic, tp.partition, position))
+            except KafkaException as exc:  # not fetching yet (its start offset is being looked up): nothing dropped
+                log.info("consumer: seek of %s [%d] failed: %s", tp.topic, tp.partition, exc)
+
+    def assignment_changed(self) -> None:
+        """From the rebalance callbacks (the next poll acts on it)."""
+        self.rebalanced = True
+
+    def reset(self) -> None:
+        """A new consumer: nothing paused, nothing known."""
+        self.paused = self.rebalanced = False
+        self.positions.clear()
+        self.last_message_at = time.monotonic()
 
 
 def describe(partitions: Iterable[TopicPartition]) -> str:

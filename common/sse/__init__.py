@@ -2,6 +2,6 @@
 
 - `storage`: django-eventstream's storage and channel manager as configured in settings, the trim;
 - `push`: storing and publishing events (one at a time after a commit, or in bulk inside one);
-- `notify`: after-commit notifications, inline or on a few background threads;
+- `notify`: the outbox handlers' notifications, stored with their effects and published after commit;
 - `views` / `urls`: `GET /api/sse/subscribe/{userId}` and the short-lived tokens that open it.
 """

@@ -1,6 +1,9 @@
 """The generic consumer runner against the real broker: offsets move only after the handler's
 transaction committed."""
 
+import random
+import threading
+import time
 import uuid
 
 import pytest
@@ -19,6 +22,7 @@ from common.kafka import (
 )
 from outbox.models import ProcessedEvent
 from outbox.services import inbox_claim
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,3 +105,65 @@ def test_uncommitted_batch_is_seen_again_by_the_next_consumer():
         assert committed_offset(topic, spec.group) == 1
     finally:
         REGISTRY.pop(spec.name, None)
+
+
+def test_an_idle_consumer_stops_fetching_continuously_and_still_gets_every_message(settings):
+    """After KAFKA_IDLE_AFTER_SECONDS without messages the runner pauses its partitions (no fetch at
+    all) but fetches once every KAFKA_IDLE_FETCH_INTERVAL_MS: what arrives meanwhile is delivered, in
+    order, and fetching is continuous again."""
+    settings.KAFKA_IDLE_AFTER_SECONDS = 0.3
+    settings.KAFKA_IDLE_FETCH_INTERVAL_MS = 100
+    got: list[bytes] = []
+    spec, topic = make_spec(lambda batch: got.extend(msg.value() for msg in batch))
+    runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
+    worker = threading.Thread(target=runner.run, kwargs={"max_seconds": 60})
+    worker.start()
+    try:
+        # idle before anything was committed (a new group), then after
+        wait_until(lambda: runner.pacer.paused, timeout=20, what="the new consumer to pause")
+        produce_and_wait(OutgoingMessage(topic, key="k", value=b"1"), timeout=5)
+        wait_until(lambda: got == [b"1"], timeout=10, what="the first message")
+        wait_until(lambda: runner.pacer.paused, timeout=10, what="the idle consumer to pause")
+
+        produce_and_wait(*(OutgoingMessage(topic, key="k", value=str(n).encode()) for n in (2, 3, 4)), timeout=5)
+
+        wait_until(lambda: len(got) == 4, timeout=10, what="the messages sent while it was paused")
+        assert got == [b"1", b"2", b"3", b"4"]
+    finally:
+        runner.stopping.set()
+        worker.join(timeout=30)
+        REGISTRY.pop(spec.name, None)
+    assert committed_offset(topic, spec.group) == 4
+
+
+def test_nothing_is_lost_while_an_idle_consumer_pauses_and_resumes(settings):
+    """Messages trickling into partitions it has not read since it was assigned, while it pauses
+    and resumes: librdkafka drops what a pause catches in flight and resumes such a partition from
+    where it had fetched to, so the runner seeks it back (FetchPacer); every message arrives, once."""
+    settings.KAFKA_IDLE_AFTER_SECONDS = 0.2
+    settings.KAFKA_IDLE_FETCH_INTERVAL_MS = 100
+    got: list[bytes] = []
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    topic = f"test.runner.{name}"
+    ensure_topics([topic], partitions=4)
+    handler = lambda batch: got.extend(msg.value() for msg in batch)  # noqa: E731
+    spec = register_consumer(ConsumerSpec(name=name, topics=(topic,), group=f"{name}-group", handler=handler))
+    runner = ConsumerRunner(REGISTRY[spec.name], **FAST)
+    worker = threading.Thread(target=runner.run, kwargs={"max_seconds": 90})
+    worker.start()
+    sent: list[bytes] = []
+    rng = random.Random(7)
+    try:
+        wait_until(lambda: runner.holds_assignment, timeout=20, what="the assignment")
+        for burst in range(12):
+            time.sleep(rng.uniform(0.05, 0.6))  # now while it fetches, now while it is paused
+            batch = [f"{burst}-{n}".encode() for n in range(rng.randint(1, 3))]
+            sent += batch
+            produce_and_wait(*(OutgoingMessage(topic, key=v, value=v) for v in batch), timeout=5)
+        wait_until(lambda: len(got) >= len(sent), timeout=20, what=f"{len(sent)} messages")
+        time.sleep(0.5)  # a duplicate would show up by now
+    finally:
+        runner.stopping.set()
+        worker.join(timeout=30)
+        REGISTRY.pop(spec.name, None)
+    assert sorted(got) == sorted(sent)

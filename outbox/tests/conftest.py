@@ -18,13 +18,13 @@ def outbox_processes(transactional_db, private_kafka, tmp_path) -> Iterator[Outb
 
 @pytest.fixture
 def register_handler():
-    """Register handlers for the test only: `register_handler("Type", apply_fn, publications=())`."""
+    """Register handlers for the test only: `register_handler("Type", apply_fn, publications=(), many=False)`."""
     load_handlers()  # the real ones first: a later load must not find their event types taken
     added: dict[str, Handler | None] = {}
 
-    def register(event_type: str, apply, publications=()) -> Handler:
+    def register(event_type: str, apply, publications=(), many: bool = False) -> Handler:
         added.setdefault(event_type, HANDLERS.get(event_type))
-        HANDLERS[event_type] = Handler(event_type, apply, tuple(publications))
+        HANDLERS[event_type] = Handler(event_type, apply, tuple(publications), many)
         return HANDLERS[event_type]
 
     yield register

@@ -34,7 +34,7 @@ from tests.support.processes import Child, Children, child_env, manage_command
 from tests.support.sse import stored_payload
 from tests.support.waiting import poll, wait_until
 
-# The topics our events use; created up front so the consumer's regex subscription sees them at once.
+# The topics our events use; created up front so the consumer is assigned them at once.
 EVENT_TOPICS = ("events.order", "events.payment", "events.coupon", "events.dlq", "data-platform")
 USERS = 50  # SSE channels user-930000..930049 of the Writer's events, as with real traffic
 

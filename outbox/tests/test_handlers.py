@@ -9,13 +9,14 @@ from django_eventstream.models import Event as SseEvent
 from orders.models import Order
 from orders.services import LineRequest, checkout_initiate, order_cancel, order_expire
 from orders.tests.helpers import fund, make_product
-from outbox.apply import event_apply
+from outbox.apply import event_apply, events_apply
 from outbox.events import event_from_row
 from outbox.models import OutboxEvent, ProcessedEvent
 from payments.models import Payment
 from payments.services import payment_process
 from shop.models import CartItem, SalesDaily
 from shop.services.cart import cart_item_set
+from shop.tests.factories import UserFactory
 from tests.support.kafka import read_topic
 from tests.support.sse import stored_payload
 
@@ -112,3 +113,37 @@ def test_an_expired_order_notifies_the_user_and_touches_no_statistics(user):
 
     assert sse(user, "order-expired") == [{"orderId": order.pk, "reason": "EXPIRED", "wasPaid": False}]
     assert not SalesDaily.objects.filter(product=product).exists()
+
+
+def test_a_chunk_of_order_events_has_the_effects_of_its_events_one_by_one(user, feed_topic):
+    """The consumer's fast path: every event of a chunk in one `events_apply`, each handler
+    receiving its type's events at once (a duplicate in the chunk, a paid order cancelled, an
+    expired one, two users); applied again, nothing changes."""
+    other_user = UserFactory()
+    product, other = make_product(stock=20, price=1_000), make_product(stock=20, price=2_000)
+    first = paid_order(user, product, other, quantity=2)  # leaves `other` in the cart
+    second = checkout_initiate(user_id=user.pk, direct_items=[LineRequest(other.pk, 1)])
+    payment_process(user_id=user.pk, order_id=second.pk, amount=second.final_amount)
+    cancelled = paid_order(other_user, product, other, quantity=1)
+    order_cancel(order_id=cancelled.pk, user_id=other_user.pk, reason="no")
+    expired = checkout_initiate(user_id=other_user.pk, direct_items=[LineRequest(other.pk, 1)])
+    Order.objects.filter(pk=expired.pk).update(expires_at=timezone.now())
+    assert order_expire(order_id=expired.pk)
+    events = [event_from_row(row) for row in OutboxEvent.objects.order_by("created_at")]
+    assert [e.type for e in events].count("PaymentCompleted") == 3 and len(events) == 5
+
+    assert events_apply([*events, events[0]], source="test") == [True] * 5 + [False]
+    assert events_apply(events, source="test") == [False] * 5
+
+    statuses = dict(Order.objects.values_list("pk", "status"))
+    assert statuses == {first.pk: "CONFIRMED", second.pk: "CONFIRMED", cancelled.pk: "CANCELLED", expired.pk: "EXPIRED"}
+    assert (sold(product), sold(other)) == (2, 1)  # the cancelled order's sale taken back
+    assert not CartItem.objects.filter(cart__user=user).exists()
+    assert list(CartItem.objects.filter(cart__user=other_user).values_list("product_id", flat=True)) == [other.pk]
+    assert [d["orderId"] for d in sse(user, "order-completed")] == [first.pk, second.pk]
+    assert sse(other_user, "order-completed") == []
+    assert [d["orderId"] for d in sse(other_user, "order-cancelled")] == [cancelled.pk]
+    assert [d["orderId"] for d in sse(other_user, "order-expired")] == [expired.pk]
+    ids = list(SseEvent.objects.filter(channel=f"user-{user.pk}").order_by("eid").values_list("eid", flat=True))
+    assert ids == [0, 1, 2]  # the placeholder, then one id per event
+    assert len(read_topic(feed_topic, expect=3)) == 3  # one data-platform message per payment

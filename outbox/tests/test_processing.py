@@ -7,15 +7,17 @@ import uuid
 import pytest
 from django.db import transaction
 from django.utils import timezone
+from django_eventstream.models import Event as SseEvent
 
 from common.kafka import OutgoingMessage
-from outbox.apply import event_apply
+from common.sse.notify import Notification, sse_notify
+from outbox.apply import event_apply, events_apply
 from outbox.events import Event, event_from_row
 from outbox.fallback import outbox_fallback_run
 from outbox.handlers import Publication
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent
 from outbox.purge import inbox_purge_run, outbox_purge_run
-from outbox.services import outbox_enqueue
+from outbox.services import InboxRace, outbox_enqueue
 from shop.models import Category
 from tests.support.kafka import read_topic
 from tests.support.sse import stored_payload
@@ -76,15 +78,47 @@ def test_an_event_without_handler_is_recorded_as_seen():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_coupon_issued_pushes_sse_after_commit():
-    from django_eventstream.models import Event as SseEvent
-
+def test_coupon_issued_stores_its_sse_event_once():
     event = an_event("CouponIssued", userCouponId=11, couponId=3, userId=4242)
     event_apply(event, source="test")
     event_apply(event, source="test")
 
     pushed = SseEvent.objects.filter(channel="user-4242", type="coupon-issued")
     assert [stored_payload(e.data) for e in pushed] == [{"userCouponId": 11, "couponId": 3}]
+
+
+@pytest.mark.django_db
+def test_sse_notifications_are_rolled_back_with_a_failing_chunk(register_handler):
+    def notify_then_fail(event: Event) -> None:
+        sse_notify([Notification(4243, "test-notified", {"name": event.payload["name"]})])
+        if event.payload["name"] == "bad":
+            raise RuntimeError("downstream broke")
+
+    register_handler("TestCreated", notify_then_fail)
+    with pytest.raises(RuntimeError):
+        events_apply([an_event(name="good"), an_event(name="bad")], source="test")
+    assert not SseEvent.objects.filter(channel="user-4243").exists()
+    assert ProcessedEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_handler_with_many_receives_the_chunks_new_events_of_its_type_at_once(register_handler):
+    calls: list[list[str]] = []
+    register_handler("TestCreated", lambda events: calls.append([e.payload["name"] for e in events]), many=True)
+    register_handler("TestOther", create_category)
+    seen = an_event(name="seen")
+    event_apply(seen, source="test")
+    calls.clear()
+
+    one, two, other = an_event(name="one"), an_event(name="two"), an_event("TestOther", name="other")
+    assert events_apply([one, other, one, two], source="test") == [True, True, False, True]  # `one` twice
+    assert calls == [["one", "two"]]
+    assert Category.objects.get().name == "other"
+
+    with pytest.raises(InboxRace):  # partly applied: the consumer then applies it one event at a time
+        events_apply([seen, an_event(name="three")], source="test")
+    assert events_apply([seen, one, two], source="test") == [False, False, False]
+    assert calls == [["one", "two"]]
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ one user.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from common.db import use_case
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound, PurchaseLimitExceeded
@@ -70,10 +72,22 @@ def cart_clear(*, user_id: int) -> int:
 @use_case
 def cart_remove_lines(*, user_id: int, product_ids: list[int]) -> int:
     """After payment: drop the user's lines for these products (the checked-out ones). Returns the count."""
-    cart = _lock_cart(user_id)
-    if cart is None or not product_ids:
+    return carts_remove_lines(lines={user_id: product_ids})
+
+
+def carts_remove_lines(*, lines: Mapping[int, Iterable[int]]) -> int:
+    """`cart_remove_lines` for several users (user id -> product ids) in one statement, inside the
+    caller's transaction (the outbox consumer's chunks). Returns the count. Like `cart_item_remove`,
+    it takes no cart lock: removing lines cannot break the line cap or the one-line-per-product rule
+    that the lock protects."""
+    condition = Q()
+    for user_id, product_ids in sorted(lines.items()):
+        ids = sorted(set(product_ids))
+        if ids:
+            condition |= Q(cart__user_id=user_id, product_id__in=ids)
+    if not condition:
         return 0
-    return CartItem.objects.filter(cart=cart, product_id__in=sorted(set(product_ids))).delete()[0]
+    return CartItem.objects.filter(condition).delete()[0]
 
 
 def _check_flash_quantity(product_id: int, quantity: int) -> None:

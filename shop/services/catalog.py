@@ -8,6 +8,7 @@ cached figure can be rebuilt from it.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
 from functools import partial
@@ -71,22 +72,35 @@ def sales_record(*, product_id: int, quantity: int, day: date) -> None:
     commits, the ranking sets move by the same amount and the popular list and today's rankings
     are invalidated.
     """
-    if quantity == 0:
+    sales_record_many(sales=[(product_id, day, quantity)])
+
+
+def sales_record_many(*, sales: Iterable[tuple[int, date, int]]) -> None:
+    """Several `sales_record`s (product id, day, quantity) in one upsert: quantities of one product
+    and day summed, rows written in (product, day) order, so that concurrent consumers lock these
+    hot rows in one order. After commit: the ranking sets in one Redis round trip, the caches
+    invalidated once."""
+    totals: dict[tuple[int, date], int] = defaultdict(int)
+    for product_id, day, quantity in sales:
+        totals[(product_id, day)] += quantity
+    rows = [(product_id, day, quantity) for (product_id, day), quantity in sorted(totals.items()) if quantity]
+    if not rows:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {SalesDaily._meta.db_table} (product_id, day, quantity) VALUES (%s, %s, %s)"
-            " ON DUPLICATE KEY UPDATE quantity = quantity + VALUES(quantity)",
-            [product_id, day, quantity],
+            f"INSERT INTO {SalesDaily._meta.db_table} (product_id, day, quantity) VALUES "
+            + ", ".join(["(%s, %s, %s)"] * len(rows))
+            + " ON DUPLICATE KEY UPDATE quantity = quantity + VALUES(quantity)",
+            [value for row in rows for value in row],
         )
-    transaction.on_commit(partial(_after_sale, product_id, quantity, day), robust=True)
+    transaction.on_commit(partial(_after_sales, rows), robust=True)
 
 
-def _after_sale(product_id: int, quantity: int, day: date) -> None:
+def _after_sales(rows: list[tuple[int, date, int]]) -> None:
     try:
-        rankings.bump(product_id=product_id, quantity=quantity, day=day)
+        rankings.bump_many(sales=rows)
     except RedisError as exc:
-        log.warning("ranking bump lost for product %s (%s); run rebuild_rankings", product_id, exc)
+        log.warning("ranking bumps lost for products %s (%s); run rebuild_rankings", sorted({r[0] for r in rows}), exc)
     sales_caches_invalidate()
 
 

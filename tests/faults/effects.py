@@ -165,14 +165,11 @@ def stored_notifications(stack: Stack, users: tuple[int, ...]) -> tuple[Counter,
     return per_order, results
 
 
-def assert_event_effects_once(
-    stack: Stack, users: tuple[int, ...], last: dict[str, int], *, every_order_notified: bool = True
-) -> None:
+def assert_event_effects_once(stack: Stack, users: tuple[int, ...], last: dict[str, int]) -> None:
     """The effects of events (not only their inbox rows) happened once: the daily sales statistics
     equal the lines of the confirmed orders, each confirmed order has one `order-completed` SSE event
-    (at most one if `every_order_notified` is False: a consumer killed after its commit loses the
-    notification, never the effect), and each queue request one stored result event (stored in the
-    consumer's transaction, so exactly one even across kills)."""
+    and each queue request one stored result event (both stored in the consumer's transaction, so
+    exactly one even across kills)."""
     sales = dict(stack.sql("SELECT product_id, CAST(SUM(quantity) AS SIGNED) FROM shop_salesdaily GROUP BY product_id"))
     confirmed = dict(
         stack.sql(
@@ -189,14 +186,8 @@ def assert_event_effects_once(
         users,
     )
 
-    # Notifications run on the consumer's background threads after its commit: give them a moment.
-    def unnoticed_orders(per_order: Counter) -> set[int]:
-        return confirmed_orders - set(per_order) if every_order_notified else set()
-
-    per_order, results = poll(
-        lambda: stored_notifications(stack, users), until=lambda found: not unnoticed_orders(found[0]), timeout=15
-    )
-    unnoticed = unnoticed_orders(per_order)
+    per_order, results = stored_notifications(stack, users)
+    unnoticed = confirmed_orders - set(per_order)
     assert all(n == 1 for n in per_order.values()), per_order.most_common(3)
     assert not unnoticed, f"confirmed orders without their order-completed event: {sorted(unnoticed)}"
     requests_ = rows_since(
