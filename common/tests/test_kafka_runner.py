@@ -20,6 +20,7 @@ from common.kafka import (
     produce_and_wait,
     register_consumer,
 )
+from common.kafka.runner import FetchPacer
 from outbox.models import ProcessedEvent
 from outbox.services import inbox_claim
 from tests.support.waiting import wait_until
@@ -160,10 +161,58 @@ def test_nothing_is_lost_while_an_idle_consumer_pauses_and_resumes(settings):
             batch = [f"{burst}-{n}".encode() for n in range(rng.randint(1, 3))]
             sent += batch
             produce_and_wait(*(OutgoingMessage(topic, key=v, value=v) for v in batch), timeout=5)
-        wait_until(lambda: len(got) >= len(sent), timeout=20, what=f"{len(sent)} messages")
+        wait_until(
+            lambda: len(got) >= len(sent),
+            timeout=20,
+            what=f"{len(sent)} messages",
+            details=lambda: f"missing {sorted(set(sent) - set(got))}; pacer at {runner.pacer.positions}",
+        )
         time.sleep(0.5)  # a duplicate would show up by now
     finally:
         runner.stopping.set()
         worker.join(timeout=30)
         REGISTRY.pop(spec.name, None)
     assert sorted(got) == sorted(sent)
+
+
+class FakeMessage:
+    def __init__(self, partition: int, offset: int):
+        self._partition, self._offset = partition, offset
+
+    def error(self):
+        return None
+
+    def topic(self):
+        return "t"
+
+    def partition(self):
+        return self._partition
+
+    def offset(self):
+        return self._offset
+
+
+class SeekRecorder:
+    def __init__(self):
+        self.sought: list[tuple[str, int, int]] = []
+
+    def seek(self, tp):
+        self.sought.append((tp.topic, tp.partition, tp.offset))
+
+
+def test_a_resumed_partition_that_skips_past_its_position_is_sought_back_once():
+    """The guard behind the pacer's seeks: a gap after a resume holds that partition's messages back
+    and seeks it to where the application stands; the other partitions go on; a second gap is taken."""
+    pacer = FetchPacer(idle_after=1, check_every=1, fetch_wait=0.01)
+    consumer = SeekRecorder()
+    pacer.expected = {("t", 0): 5, ("t", 1): 7}
+    batch = pacer.accept(consumer, [FakeMessage(0, 8), FakeMessage(0, 9), FakeMessage(1, 7), FakeMessage(1, 8)])
+    assert [(m.partition(), m.offset()) for m in batch] == [(1, 7), (1, 8)]
+    assert consumer.sought == [("t", 0, 5)]
+    assert pacer.positions == {("t", 1): 9}
+    batch = pacer.accept(consumer, [FakeMessage(0, 5), FakeMessage(0, 6)])  # the refetch, in order
+    assert [m.offset() for m in batch] == [5, 6]
+    assert pacer.positions[("t", 0)] == 7
+    pacer.expected[("t", 0)] = 7
+    pacer.sought_back.add(("t", 0))  # it was sought back already: a real gap is accepted
+    assert [m.offset() for m in pacer.accept(consumer, [FakeMessage(0, 9)])] == [9]
