@@ -3,7 +3,8 @@
 // random product 1..5, then thinks 0.1-0.3 s. Reports the checkout p95 (t_checkout) and the share of
 // 200s, split by mode (QUEUED / SYNC_FALLBACK: the broker did not acknowledge in time).
 //   .venv/bin/k6 run -e BASE_URL=http://127.0.0.1:8000 -e TOKENS=$PWD/k6/results/tokens.json k6/checkout-all-queued.js
-// VUS (default 300), TIME_SCALE (default 1). Summary: k6/results/checkout-all-queued-<VUS>.json.
+// VUS (default 300), TIME_SCALE (default 1), SYNC=1 (the same load on /checkout/initiate).
+// Summary: k6/results/checkout-all-queued-<VUS>.json (checkout-sync-<VUS>.json with SYNC=1).
 //
 // Products 1..5 are the flash-sale products: the per-user limits apply (FLASH_SALE_MAX_PER_USER units of
 // each per user, MAX_OPEN_ORDERS_PER_USER unpaid orders, nothing is paid here), so after a VU's first
@@ -18,6 +19,10 @@ import { postJson, think } from './lib/shop-load.js';
 const tokens = loadTokens();
 const VUS = parseInt(__ENV.VUS || '300', 10);
 const TIME_SCALE = parseFloat(__ENV.TIME_SCALE || '1');
+// SYNC=1 sends the same bodies to the synchronous /checkout/initiate instead: the comparison REPORT.md gives.
+const SYNC = __ENV.SYNC === '1';
+const PATH = SYNC ? '/api/v1/checkout/initiate' : '/api/v1/checkout';
+const NAME = SYNC ? 'checkout-sync' : 'checkout-all-queued';
 const seconds = (s) => `${Math.max(1, Math.round(s * TIME_SCALE))}s`;
 
 const ok200 = new Rate('checkout_200');
@@ -50,11 +55,11 @@ export function setup() {
 export default function () {
   const u = userFor(tokens, __VU);
   const body = { userId: u.userId, items: [{ productId: randInt(1, 5), quantity: 1 }] };
-  const res = postJson('checkout', '/api/v1/checkout', body, u.token);
+  const res = postJson('checkout', PATH, body, u.token);
   ok200.add(res.status === 200);
   if (res.status === 200) {
     const accepted = data(res) || {};
-    (accepted.mode === 'SYNC_FALLBACK' ? fallback : queued).add(1);
+    if (!SYNC) (accepted.mode === 'SYNC_FALLBACK' ? fallback : queued).add(1);
   } else if (res.status >= 400 && res.status < 500) {
     refusals.add(1, { code: errorCode(res) || String(res.status) });
   }
@@ -69,12 +74,13 @@ export function handleSummary(summary) {
   const m = summary.metrics;
   const extra = {
     vus: VUS,
+    path: PATH,
     share200: m.checkout_200 ? m.checkout_200.values.rate : 0,
     queued: count(m.checkout_queued),
     syncFallback: count(m.checkout_sync_fallback),
     refusals: count(m.refusals),
   };
-  const out = writeSummary('checkout-all-queued', `checkout-all-queued-${VUS}`, summary, extra);
+  const out = writeSummary(NAME, `${NAME}-${VUS}`, summary, extra);
   out.stdout += `share of 200s ${(extra.share200 * 100).toFixed(2)} % (queued ${extra.queued}, ` +
     `SYNC_FALLBACK ${extra.syncFallback}), 4xx refusals ${extra.refusals}\n`;
   return out;

@@ -10,7 +10,7 @@
 # Environment (all optional):
 #   WEB_PORT (8000) SSE_PORT (8001) RUN_DIR (.run)    where the stack listens / keeps its logs
 #   WEB_WORKERS, WEB_THREADS (Procfile)   web tuning
-#   VUS, TIME_SCALE, THINK_MIN, THINK_MAX, DURATION   passed to the k6 script (see k6/README.md)
+#   VUS, TIME_SCALE, THINK_MIN, THINK_MAX, DURATION, SYNC   passed to the k6 script (see k6/README.md)
 #   FLASH_STOCK (20000)   units made available on each flash product before the run
 #   LABEL                 added to the report folder name (the capacity run uses vus<N>)
 #   REPORT_ROOT (bench/reports)  RAW_ROOT ($RUN_DIR/bench): where raw samples go (large, not committed)
@@ -55,7 +55,7 @@ $PY bench/lockwaits.py --out "$RAW_DIR/lockwaits.json" &
 LOCKS=$!
 trap 'kill "$SAMPLER" "$LOCKS" 2>/dev/null || true' EXIT
 K6_ENV=(-e "BASE_URL=$BASE_URL" -e "TOKENS=$RAW_DIR/tokens.json" -e "OUT=$RAW_DIR/summary.json")
-for var in VUS TIME_SCALE THINK_MIN THINK_MAX DURATION; do
+for var in VUS TIME_SCALE THINK_MIN THINK_MAX DURATION SYNC; do
   [[ -n "${!var:-}" ]] && K6_ENV+=(-e "$var=${!var}")
 done
 echo "[bench] k6 run k6/$SCENARIO.js ${VUS:+(VUS=$VUS)} -> $RAW_DIR"
