@@ -66,7 +66,7 @@ K6_RC=$?
 set -e
 kill "$SAMPLER" "$LOCKS" 2>/dev/null || true
 wait "$SAMPLER" "$LOCKS" 2>/dev/null || true
-[[ -f "$RAW_DIR/summary.json" ]] && cp "$RAW_DIR/summary.json" "k6/results/$NAME.json"
+[[ -f "$RAW_DIR/summary.json" ]] && mkdir -p k6/results && cp "$RAW_DIR/summary.json" "k6/results/$NAME.json"
 
 # 4. invariants
 echo "[bench] audit_invariants"

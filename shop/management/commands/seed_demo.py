@@ -177,5 +177,16 @@ class Command(BaseCommand):
         from django.db.models import Max
 
         top = model.objects.aggregate(m=Max("pk"))["m"] or 0
+        table = model._meta.db_table
         with connection.cursor() as cursor:
-            cursor.execute(f"ALTER TABLE {model._meta.db_table} AUTO_INCREMENT = {top + 1}")
+            # Only when needed: an ALTER TABLE on a table the running stack writes to waits for its
+            # metadata lock and can end in a deadlock (seen when `make bench` reseeded during a backlog).
+            cursor.execute(
+                "SELECT AUTO_INCREMENT FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                [table],
+            )
+            row = cursor.fetchone()
+            if row is not None and row[0] is not None and row[0] > top:
+                return
+            cursor.execute(f"ALTER TABLE {table} AUTO_INCREMENT = {top + 1}")
