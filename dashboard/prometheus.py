@@ -5,38 +5,19 @@ metrics are `common.live.prometheus`'s, the checkout consumer's answers `orders.
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Iterator
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+
+from common.live.prometheus import CachedCollector
 
 log = logging.getLogger(__name__)
 
 
-class SaleCollector(Collector):
+class SaleCollector(CachedCollector):
     """Flash stock, sold-out flags, queue depth and consumer lag per partition (cached `ttl` s)."""
 
-    ttl = 5.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        return iter(())
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self._lock:
-            at, families = self._cached
-            if time.monotonic() - at > self.ttl:
-                families = self._read()
-                self._cached = (time.monotonic(), families)
-        yield from families
-
-    def _read(self) -> list[GaugeMetricFamily]:
+    def read(self) -> list[GaugeMetricFamily]:
         from dashboard.selectors import partitions, products
 
         try:

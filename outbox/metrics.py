@@ -11,16 +11,13 @@ Two kinds:
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import DatabaseError
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
+from common.live.prometheus import CachedCollector
 from outbox.selectors import outbox_state, relay_pending_seconds
 
 log = logging.getLogger(__name__)
@@ -41,27 +38,10 @@ DEAD_LETTERED = Counter("outbox_dead_lettered_total", "Messages moved to the dea
 FALLBACK_APPLIED = Counter("outbox_fallback_events_total", "Events the fallback applied", ["result"])
 
 
-class OutboxStateCollector(Collector):
+class OutboxStateCollector(CachedCollector):
     """Gauges read from the database: relay backlog, oldest unapplied event, dead letters."""
 
-    ttl = 5.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self._lock:
-            at, families = self._cached
-            if time.monotonic() - at > self.ttl:
-                families = self._read()
-                self._cached = (time.monotonic(), families)
-        yield from families
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        return iter(())  # values come from the database at scrape time
-
-    def _read(self) -> list[GaugeMetricFamily]:
+    def read(self) -> list[GaugeMetricFamily]:
         try:
             state = outbox_state()
         except DatabaseError as exc:

@@ -1,12 +1,18 @@
 """Prometheus metrics every process of the shop shares: the request metrics the web process observes
-(`observe_response`, called by `common.live.middleware`), and `serve_process_metrics` for processes
-without a web server of their own (the checkout consumer)."""
+(`observe_response`, called by `common.live.middleware`), `serve_process_metrics` for processes
+without a web server of their own (the checkout consumer), and `CachedCollector` for gauges read at
+scrape time."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Iterator
 
 from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +58,29 @@ def serve_process_metrics(port: int, addr: str) -> None:
         _served.add(port)
         start_http_server(port, addr=addr)
         log.info("metrics on http://%s:%d/metrics", addr, port)
+
+
+class CachedCollector(Collector):
+    """Gauges read at scrape time (from the database, Redis), kept `ttl` s so that several scrapers, or
+    one scraping often, cost one read. Subclasses implement `read()`, which must not raise for a
+    dependency that is down (a scrape must not fail): it logs and returns no families instead."""
+
+    ttl = 5.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())  # values exist only at scrape time
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            at, families = self._cached
+            if time.monotonic() - at > self.ttl:
+                families = self.read()
+                self._cached = (time.monotonic(), families)
+        yield from families
+
+    def read(self) -> list[GaugeMetricFamily]:
+        raise NotImplementedError

@@ -201,6 +201,12 @@ def _result_event(row: QueueRequest) -> tuple[str, dict]:
         "quantity": row.quantity,
         "queuePosition": row.queue_position,
     }
+    return result_event(row, payload)
+
+
+def result_event(row: QueueRequest, payload: dict) -> tuple[str, dict]:
+    """The SSE result of an answered request (either queue): `checkout-completed` with the order, or
+    `checkout-failed` with the error code, added to the request's own `payload`."""
     if row.status == COMPLETED:
         order = row.order
         assert order is not None

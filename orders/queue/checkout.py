@@ -52,6 +52,7 @@ from orders.errors import InvalidItems, QueueUnavailable, SoldOut
 from orders.limits import user_limits_enforce
 from orders.models import Order, QueueRequest
 from orders.queue.admission import KeyTaken, queue_request_withdraw, request_with_key
+from orders.queue.allocation import result_event
 from orders.queue.keys import QUEUE_TOPIC, count_answered, queue_key, redis_client
 from orders.services import LineRequest, checkout_initiate, checkout_lines_from_cart, checkout_lines_validate
 from shop.errors import CouponNotUsable, ProductNotFound
@@ -349,15 +350,7 @@ def checkout_result_event(row: QueueRequest) -> tuple[str, dict]:
         "mode": row.mode,
         "queuePosition": row.queue_position,
     }
-    if row.status == COMPLETED:
-        order = row.order
-        assert order is not None
-        payload.update(
-            orderId=order.pk, orderNumber=order.order_number, finalAmount=order.final_amount, expiresAt=order.expires_at
-        )
-        return "checkout-completed", payload
-    payload["errorCode"] = row.error_code
-    return "checkout-failed", payload
+    return result_event(row, payload)
 
 
 def _after_commit(counter: int | str, stored: list[StoredEvent]) -> None:

@@ -249,3 +249,32 @@ def test_expire_unpaid_frees_the_users_of_an_earlier_load_run(shopper):
     statuses = sorted(Order.objects.filter(user=shopper).values_list("status", flat=True))
     assert statuses == ["EXPIRED", "EXPIRED", "PAID"]
     assert stock_of(product) == (9, 0)  # the paid unit left the stock; the expired ones hold nothing
+
+
+def test_expire_unpaid_skips_an_order_the_running_stack_moved_meanwhile(shopper, monkeypatch):
+    """The stack keeps running while a bench reseeds: an order listed as unpaid may be paid or
+    expired before the command reaches it; that one is skipped and the rest are expired."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from orders.management.commands import expire_unpaid
+
+    product = make_product(stock=10, price=1_000)
+    first, second, third = (
+        checkout_initiate(user_id=shopper.pk, direct_items=[LineRequest(product.pk, 1)]) for _ in range(3)
+    )
+    real = expire_unpaid.order_force_expire
+
+    def the_stack_pays_the_second_meanwhile(*, order_id):
+        if order_id == first.pk:
+            payment_process(user_id=shopper.pk, order_id=second.pk, amount=second.final_amount)
+        return real(order_id=order_id)
+
+    monkeypatch.setattr(expire_unpaid, "order_force_expire", the_stack_pays_the_second_meanwhile)
+    out = StringIO()
+    call_command("expire_unpaid", "--users", f"{shopper.pk}", stdout=out)
+
+    assert "expired 2 unpaid order(s)" in out.getvalue()
+    statuses = dict(Order.objects.filter(user=shopper).values_list("pk", "status"))
+    assert statuses == {first.pk: "EXPIRED", second.pk: "PAID", third.pk: "EXPIRED"}

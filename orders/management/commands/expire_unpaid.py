@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from common.cli import parse_ids
+from orders.errors import InvalidTransition
 from orders.models import Order, OrderStatus
 from orders.services import order_force_expire
 
@@ -26,6 +27,9 @@ class Command(BaseCommand):
         unpaid = Order.objects.filter(user_id__in=users, status=OrderStatus.PENDING_PAYMENT).order_by("pk")
         expired = 0
         for order_id in unpaid.values_list("pk", flat=True).iterator(chunk_size=1000):
-            order_force_expire(order_id=order_id)
+            try:
+                order_force_expire(order_id=order_id)
+            except InvalidTransition:  # paid, cancelled or expired by the running stack meanwhile
+                continue
             expired += 1
         self.stdout.write(f"expired {expired} unpaid order(s) of {len(users)} user(s)")
