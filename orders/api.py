@@ -56,6 +56,20 @@ class LineInput(serializers.Serializer):
     giftMessage = serializers.CharField(max_length=500, allow_blank=True, default="")
 
 
+def line_requests(items: list[dict]) -> list[LineRequest]:
+    """Validated `LineInput` rows as the checkout use case's lines."""
+    return [LineRequest(i["productId"], i["quantity"], i["giftWrap"], i["giftMessage"]) for i in items]
+
+
+def exactly_one_line_source(attrs: dict, lines_field: str) -> dict:
+    """The checkouts' rule for their input: cart lines or direct lines, exactly one of them, not empty."""
+    if ("cartItemIds" in attrs) == (lines_field in attrs):
+        raise InvalidItems(f"Give exactly one of cartItemIds and {lines_field}.")
+    if not attrs.get("cartItemIds", attrs.get(lines_field)):
+        raise InvalidItems("The item list must not be empty.")
+    return attrs
+
+
 def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
     """The order as a checkout just created it (no query), or as it is now in the database."""
     if "created_items" not in order.__dict__:
@@ -74,11 +88,7 @@ class CheckoutInitiateView(APIView):
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
         def validate(self, attrs):
-            if ("cartItemIds" in attrs) == ("directOrderItems" in attrs):
-                raise InvalidItems("Give exactly one of cartItemIds and directOrderItems.")
-            if not attrs.get("cartItemIds", attrs.get("directOrderItems")):
-                raise InvalidItems("The item list must not be empty.")
-            return attrs
+            return exactly_one_line_source(attrs, "directOrderItems")
 
     @extend_schema(
         request=Input,
@@ -98,12 +108,7 @@ class CheckoutInitiateView(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         user_id = acting_user_id(request, v.get("userId"))
-        direct = None
-        if "directOrderItems" in v:
-            direct = [
-                LineRequest(i["productId"], i["quantity"], i["giftWrap"], i["giftMessage"])
-                for i in v["directOrderItems"]
-            ]
+        direct = line_requests(v["directOrderItems"]) if "directOrderItems" in v else None
         order = checkout_initiate(
             user_id=user_id,
             cart_item_ids=v.get("cartItemIds"),
@@ -138,9 +143,7 @@ class OrdersView(APIView):
         coupons = v.get("usedCouponIds") or []
         order = checkout_initiate(
             user_id=user_id,
-            direct_items=[
-                LineRequest(i["productId"], i["quantity"], i["giftWrap"], i["giftMessage"]) for i in v["items"]
-            ],
+            direct_items=line_requests(v["items"]),
             user_coupon_id=coupons[0] if coupons else None,
             delivery_address=v["deliveryAddress"],
         )

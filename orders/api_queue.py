@@ -16,12 +16,10 @@ from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
 from common.sse.views import sse_token_issue, subscribe_url
-from orders.api import LineInput, OrderOutput
-from orders.errors import InvalidItems
+from orders.api import LineInput, OrderOutput, exactly_one_line_source, line_requests
 from orders.queue.admission import queue_request_enqueue
 from orders.queue.checkout import CheckoutWanted, checkout_enqueue
 from orders.selectors import order_get, queue_request_get
-from orders.services import LineRequest
 from shop.pricing import MAX_LINES, MAX_QUEUE_QUANTITY
 
 
@@ -165,11 +163,7 @@ class CheckoutView(APIView):
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
         def validate(self, attrs):
-            if ("cartItemIds" in attrs) == ("items" in attrs):
-                raise InvalidItems("Give exactly one of items and cartItemIds.")
-            if not attrs.get("cartItemIds", attrs.get("items")):
-                raise InvalidItems("The item list must not be empty.")
-            return attrs
+            return exactly_one_line_source(attrs, "items")
 
     @extend_schema(
         request=Input,
@@ -183,9 +177,7 @@ class CheckoutView(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         user_id = acting_user_id(request, v.get("userId"))
-        lines = None
-        if "items" in v:
-            lines = [LineRequest(i["productId"], i["quantity"], i["giftWrap"], i["giftMessage"]) for i in v["items"]]
+        lines = line_requests(v["items"]) if "items" in v else None
         wanted = CheckoutWanted(
             user_id=user_id,
             lines=lines,

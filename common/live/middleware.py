@@ -1,5 +1,5 @@
 """`LiveMetricsMiddleware`: times every request into `common.live.recorder` (the sale dashboard) and
-the Prometheus request metrics (`dashboard.prometheus`): memory only, a few µs."""
+the Prometheus request metrics (`common.live.prometheus`): memory only, a few µs."""
 
 from __future__ import annotations
 

@@ -74,12 +74,8 @@ class Recorder:
         count_field, classes, latency = FIELDS[group]
         latency_field = latency[bisect_left(LATENCY_BOUNDS_MS, seconds * 1000.0)]
         class_field = classes.get(status // 100)
-        second = int(time.time())
         with self._lock:
-            bucket = self._buckets.get(second)
-            if bucket is None:
-                bucket = self._buckets[second] = {}
-                self._ensure_thread()
+            bucket = self._bucket_now()
             bucket[count_field] = bucket.get(count_field, 0) + 1
             bucket[latency_field] = bucket.get(latency_field, 0) + 1
             if class_field is not None:
@@ -92,13 +88,18 @@ class Recorder:
         """Add to a named counter of the current second (e.g. `orders:queue`, `failed:SOLD_OUT`)."""
         if amount <= 0:
             return
-        second = int(time.time())
         with self._lock:
-            bucket = self._buckets.get(second)
-            if bucket is None:
-                bucket = self._buckets[second] = {}
-                self._ensure_thread()
+            bucket = self._bucket_now()
             bucket[field] = bucket.get(field, 0) + amount
+
+    def _bucket_now(self) -> dict[str, int]:
+        """The current second's counters (the caller holds the lock); the first one starts the flusher."""
+        second = int(time.time())
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            bucket = self._buckets[second] = {}
+            self._ensure_thread()
+        return bucket
 
     def set_state(self, name: str, field: str, value: str) -> None:
         """Last-writer-wins state under `live:state:<name>` (written at the next flush)."""
