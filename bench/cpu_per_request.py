@@ -183,10 +183,21 @@ ENDPOINTS = {
 }
 
 
+TOP_UP = """
+from shop.models import PointWallet
+from shop.services.wallet import points_charge
+for user_id in PointWallet.objects.filter(balance__lt={low}).values_list("user_id", flat=True):
+    points_charge(user_id=user_id, amount={amount}, description="cpu_per_request top-up")
+"""
+
+
 def reset_for(name: str) -> None:
-    """Make every request of a run do the same work: coupons re-issuable, no leftover orders waiting."""
+    """Make every request of a run do the same work: coupons re-issuable, wallets that can pay (so that
+    earlier runs do not turn pairs into 409 INSUFFICIENT_BALANCE)."""
     if name == "coupon_issue":
         manage("reset_coupons", "--ids", str(COUPON_ID), "--reopen")
+    if name == "checkout_pay":
+        manage("shell", "-c", TOP_UP.format(low=500_000, amount=1_000_000))
 
 
 def manage(*args: str) -> str:

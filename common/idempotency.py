@@ -5,7 +5,7 @@
         def post(self, request): ...
 
 Without the header the view runs in one retried transaction. With it:
-1. claim: insert (user, key, fingerprint) as IN_FLIGHT in a short committed transaction; if the
+1. claim: insert (user, key, fingerprint) as IN_FLIGHT, committed at once (autocommit); if the
    row exists: DONE + same fingerprint -> replay the stored response; different fingerprint ->
    422 IDEMPOTENCY_KEY_REUSED; IN_FLIGHT -> 409 IDEMPOTENCY_KEY_IN_FLIGHT (a claim older than
    IDEMPOTENCY_STALE_SECONDS is taken over: its owner died);
@@ -53,15 +53,9 @@ def _fingerprint(request) -> str:
 
 def _claim(user_id: int, key: str, request) -> IdempotencyKey | Response:
     fingerprint = _fingerprint(request)
+    fields = {"user_id": user_id, "key": key, "method": request.method, "path": request.path[:255]}
     try:
-        with transaction.atomic():
-            return IdempotencyKey.objects.create(
-                user_id=user_id,
-                key=key,
-                method=request.method,
-                path=request.path[:255],
-                fingerprint=fingerprint,
-            )
+        return _insert_claim(fingerprint=fingerprint, **fields)
     except IntegrityError:
         pass
     existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
@@ -81,6 +75,16 @@ def _claim(user_id: int, key: str, request) -> IdempotencyKey | Response:
         existing.refresh_from_db()
         return existing
     raise IdempotencyKeyInFlight()
+
+
+def _insert_claim(**fields) -> IdempotencyKey:
+    """Insert the IN_FLIGHT row, committed at once. Outside a transaction (as views run) that is one
+    autocommitted INSERT: one round trip instead of SET autocommit, INSERT, COMMIT, SET autocommit.
+    Inside one (a caller's atomic block) a savepoint keeps a duplicate from aborting it."""
+    if not transaction.get_connection().in_atomic_block:
+        return IdempotencyKey.objects.create(**fields)
+    with transaction.atomic():
+        return IdempotencyKey.objects.create(**fields)
 
 
 class _Refused(Exception):

@@ -235,7 +235,7 @@ def victim(db, settings) -> Victim:
     paid = checkout_initiate(user_id=user.pk, direct_items=[LineRequest(product.pk, 1)])
     payment = payment_process(user_id=user.pk, order_id=paid.pk, amount=paid.final_amount)
     order = checkout_initiate(user_id=user.pk, direct_items=[LineRequest(product.pk, 2)])
-    item = cart_item_set(user_id=user.pk, product_id=product.pk, quantity=4)
+    item = cart_item_set(user_id=user.pk, product_id=product.pk, quantity=4).line(product.pk)
     queued = QueueRequest.objects.create(
         request_id=uuid.uuid4(),
         user=user,

@@ -83,7 +83,7 @@ def test_checkout_initiate_takes_only_json_integers_and_booleans(shop):
     run_cases(send, body, CHECKOUT_FIELDS, BAD_INTEGERS, expected=200)
     user_coupon = give_coupon(user)
     run_cases(send, {**body, "userCouponId": user_coupon.pk}, [("userCouponId",)], BAD_INTEGERS, expected=200)
-    line = cart_item_set(user_id=user.pk, product_id=product.pk, quantity=1)
+    line = cart_item_set(user_id=user.pk, product_id=product.pk, quantity=1).line(product.pk)
     run_cases(send, {"cartItemIds": [line.pk]}, [("cartItemIds", 0)], BAD_INTEGERS, expected=200)
 
 
@@ -127,7 +127,7 @@ def test_payment_takes_only_json_integers(shop):
 @pytest.mark.parametrize("raw", ["٥", "+5", " 5", "5_0", "５"])
 def test_integer_query_parameters_take_only_ascii_digits(shop, raw):
     client, user, product = shop
-    line = cart_item_set(user_id=user.pk, product_id=product.pk, quantity=1)
+    line = cart_item_set(user_id=user.pk, product_id=product.pk, quantity=1).line(product.pk)
     for response in (
         client.put(f"/api/v1/cart/items/{line.pk}?quantity={raw}"),
         client.get("/api/v1/orders", {"size": raw}),

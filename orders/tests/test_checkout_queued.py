@@ -142,7 +142,7 @@ def test_a_multi_line_checkout_with_a_coupon_is_served_through_the_queue(consume
 def test_a_cart_checkout_is_served_through_the_queue_keyed_by_user(consumer):
     user, client = shopper()
     a, b = make_product(stock=5, price=1_000), make_product(stock=5, price=2_000)
-    lines = [cart_item_set(user_id=user.pk, product_id=p.pk, quantity=q) for p, q in ((a, 3), (b, 1))]
+    lines = [cart_item_set(user_id=user.pk, product_id=p.pk, quantity=q).line(p.pk) for p, q in ((a, 3), (b, 1))]
 
     response = client.post(URL, {"cartItemIds": [line.pk for line in lines]}, format="json")
 

@@ -170,7 +170,7 @@ def test_every_http_path_enforces_the_flash_limit(auth_api, user):
     response = auth_api.post("/api/v1/cart/items", line, format="json")
     assert response.status_code == 409 and response.json()["errorCode"] == "PURCHASE_LIMIT_EXCEEDED"
     assert response.json()["data"] == {"productId": flash.pk, "limit": 2, "requested": 3}
-    item = cart_item_set(user_id=user.pk, product_id=flash.pk, quantity=2)
+    item = cart_item_set(user_id=user.pk, product_id=flash.pk, quantity=2).line(flash.pk)
     with pytest.raises(DomainError) as refused:
         cart_item_update_quantity(user_id=user.pk, item_id=item.pk, quantity=3)
     assert refused.value.code == "PURCHASE_LIMIT_EXCEEDED"
@@ -208,7 +208,7 @@ def test_the_queue_refuses_at_admission_and_allocation_is_the_authority(shopper)
 
 def test_one_cart_line_checked_out_10_times_at_once_makes_exactly_one_order(shopper):
     product = make_product(stock=100, price=1_000)
-    item = cart_item_set(user_id=shopper.pk, product_id=product.pk, quantity=3)
+    item = cart_item_set(user_id=shopper.pk, product_id=product.pk, quantity=3).line(product.pk)
 
     results = race(lambda _: checkout_initiate(user_id=shopper.pk, cart_item_ids=[item.pk]).pk, 10)
 
@@ -220,7 +220,7 @@ def test_one_cart_line_checked_out_10_times_at_once_makes_exactly_one_order(shop
 
 def test_a_cart_line_is_free_again_once_its_order_is_cancelled_or_expired(shopper):
     product = make_product(stock=100, price=1_000)
-    item = cart_item_set(user_id=shopper.pk, product_id=product.pk, quantity=1)
+    item = cart_item_set(user_id=shopper.pk, product_id=product.pk, quantity=1).line(product.pk)
     first = checkout_initiate(user_id=shopper.pk, cart_item_ids=[item.pk])
     with pytest.raises(DomainError) as refused:
         checkout_initiate(user_id=shopper.pk, cart_item_ids=[item.pk])

@@ -43,7 +43,10 @@ CART_ERRORS = "404 CART_ITEM_NOT_FOUND when the line is not in the caller's cart
 
 
 def cart_response(user_id: int) -> Response:
-    view: CartView = cart_get(user_id=user_id)
+    return cart_answer(cart_get(user_id=user_id))
+
+
+def cart_answer(view: CartView) -> Response:
     return Response(CartOutput(view).data)
 
 
@@ -86,14 +89,14 @@ class CartItemSetView(APIView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        cart_item_set(
+        cart = cart_item_set(
             user_id=user_id,
             product_id=v["productId"],
             quantity=v["quantity"],
             gift_wrap=v["giftWrap"],
             gift_message=v["giftMessage"],
         )
-        return cart_response(user_id)
+        return cart_answer(cart)
 
 
 class CartItemView(APIView):

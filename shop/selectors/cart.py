@@ -18,6 +18,13 @@ class CartView:
     user_id: int
     items: list[CartItem]
 
+    def line(self, product_id: int) -> CartItem:
+        """The line of this product (KeyError if the cart has none)."""
+        for item in self.items:
+            if item.product_id == product_id:
+                return item
+        raise KeyError(product_id)
+
     @property
     def total_item_count(self) -> int:
         return len(self.items)
@@ -37,11 +44,17 @@ def cart_line_total(item: CartItem) -> int:
 
 
 def cart_get(*, user_id: int) -> CartView:
+    """The user's cart in one query when it has lines (their cart id comes with them)."""
+    items = list(CartItem.objects.filter(cart__user_id=user_id).select_related("product").order_by("pk"))
+    if items:
+        return CartView(id=items[0].cart_id, user_id=user_id, items=items)
     cart_id = Cart.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
-    if cart_id is None:
-        return CartView(id=None, user_id=user_id, items=[])
-    items = list(CartItem.objects.filter(cart_id=cart_id).select_related("product").order_by("pk"))
-    return CartView(id=cart_id, user_id=user_id, items=items)
+    return CartView(id=cart_id, user_id=user_id, items=[])
+
+
+def cart_lines(*, cart_id: int) -> list[CartItem]:
+    """A cart's lines with their products, in the order the API shows them."""
+    return list(CartItem.objects.filter(cart_id=cart_id).select_related("product").order_by("pk"))
 
 
 def cart_lines_for_checkout(*, user_id: int, cart_item_ids: list[int]) -> list[CartItem]:

@@ -17,30 +17,38 @@ from common.db import use_case
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound, PurchaseLimitExceeded
 from shop.models import Cart, CartItem, Product
 from shop.pricing import MAX_LINES
+from shop.selectors.cart import CartView, cart_lines
 
 
 @use_case
 def cart_item_set(
     *, user_id: int, product_id: int, quantity: int, gift_wrap: bool = False, gift_message: str = ""
-) -> CartItem:
+) -> CartView:
     """Set the product's line: replaces its quantity and gift options (409 CART_FULL for a 51st line;
-    409 PURCHASE_LIMIT_EXCEEDED for more units of a flash-sale product than one customer may buy)."""
-    is_flash_sale = (
+    409 PURCHASE_LIMIT_EXCEEDED for more units of a flash-sale product than one customer may buy).
+    Returns the cart as it is after the write, read under the cart's lock (no read after the write)."""
+    product = (
         Product.objects.filter(pk=product_id, status=Product.Status.ACTIVE)
-        .values_list("is_flash_sale", flat=True)
+        .only("name", "price", "is_flash_sale")
         .first()
     )
-    if is_flash_sale is None:
+    if product is None:
         raise ProductNotFound(data={"productId": product_id})
-    if is_flash_sale:
+    if product.is_flash_sale:
         _check_flash_quantity(product_id, quantity)
     cart = _lock_or_create_cart(user_id)
+    lines = cart_lines(cart_id=cart.pk)
     values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
-    if CartItem.objects.filter(cart=cart, product_id=product_id).update(**values):
-        return CartItem.objects.get(cart=cart, product_id=product_id)
-    if CartItem.objects.filter(cart=cart).count() >= MAX_LINES:
+    line = next((item for item in lines if item.product_id == product_id), None)
+    if line is not None:
+        CartItem.objects.filter(pk=line.pk).update(**values)
+        for name, value in values.items():
+            setattr(line, name, value)
+    elif len(lines) >= MAX_LINES:
         raise CartFull(data={"maxLines": MAX_LINES})
-    return CartItem.objects.create(cart=cart, product_id=product_id, **values)
+    else:
+        lines.append(CartItem.objects.create(cart=cart, product=product, **values))
+    return CartView(id=cart.pk, user_id=user_id, items=lines)
 
 
 @use_case

@@ -81,12 +81,19 @@ class TestApi:
         Product.objects.filter(pk=product.pk).update(price=2_000)
         assert auth_api.get(CART).json()["data"]["totalPrice"] == 6_000
 
-    def test_reading_the_cart_takes_two_queries_whatever_its_lines(self, auth_api, django_assert_num_queries):
+    def test_reading_the_cart_takes_one_query_whatever_its_lines(self, auth_api, django_assert_num_queries):
         for product in ProductFactory.create_batch(5):
             set_line(auth_api, product.pk)
-        with django_assert_num_queries(2):  # cart id, lines with their products (stateless JWT)
+        with django_assert_num_queries(1):  # the lines with their products and cart id (stateless JWT)
             response = auth_api.get(CART)
         assert len(response.json()["data"]["items"]) == 5
+
+    def test_an_emptied_cart_still_answers_its_id(self, auth_api, django_assert_num_queries):
+        cart_id = set_line(auth_api, ProductFactory().pk).json()["data"]["id"]
+        auth_api.delete(CART)
+        with django_assert_num_queries(2):  # no lines: the cart id alone
+            response = auth_api.get(CART)
+        assert response.json()["data"]["id"] == cart_id and response.json()["data"]["items"] == []
 
     def test_fifty_line_cap_is_409_cart_full(self, auth_api, user):
         products = ProductFactory.create_batch(MAX_LINES + 1)
@@ -196,9 +203,9 @@ class TestApi:
 class TestCheckoutHelpers:
     def test_lines_for_checkout_are_the_callers_own_and_unknown_ones_are_404(self, user, other_user):
         a, b = ProductFactory(price=1_000), ProductFactory(price=2_000)
-        one = cart_item_set(user_id=user.pk, product_id=a.pk, quantity=2)
-        two = cart_item_set(user_id=user.pk, product_id=b.pk, quantity=1, gift_wrap=True)
-        theirs = cart_item_set(user_id=other_user.pk, product_id=a.pk, quantity=1)
+        one = cart_item_set(user_id=user.pk, product_id=a.pk, quantity=2).line(a.pk)
+        two = cart_item_set(user_id=user.pk, product_id=b.pk, quantity=1, gift_wrap=True).line(b.pk)
+        theirs = cart_item_set(user_id=other_user.pk, product_id=a.pk, quantity=1).line(a.pk)
         items = cart_lines_for_checkout(user_id=user.pk, cart_item_ids=[two.pk, one.pk, one.pk])
         assert [(i.pk, i.product.price, i.quantity) for i in items] == [(one.pk, 1_000, 2), (two.pk, 2_000, 1)]
         with pytest.raises(CartItemNotFound) as refused:
