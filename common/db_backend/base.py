@@ -34,7 +34,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().connect()
 
     def _start_transaction_under_autocommit(self):
-        with debug_transaction(self, "BEGIN"):
+        # wrap_database_errors: a lost connection is django.db's OperationalError (503 in the API), as
+        # in Django's own `_set_autocommit`, never the driver's own exception (a 500)
+        with debug_transaction(self, "BEGIN"), self.wrap_database_errors:
             self.connection.query("BEGIN")
         self._began = True
 

@@ -70,3 +70,21 @@ def test_a_reconnected_session_starts_in_autocommit_and_transactions_still_hold(
         Category.objects.create(name="rolled back after reconnecting")
         raise RuntimeError
     assert not Category.objects.filter(name="rolled back after reconnecting").exists()
+
+
+def test_a_transaction_that_cannot_begin_raises_djangos_database_error():
+    """BEGIN on a lost connection is django.db's OperationalError, which the API answers with 503
+    DATABASE_UNAVAILABLE; the driver's own exception would be a 500 (the MariaDB-restart fault test
+    caught one)."""
+    Category.objects.exists()  # the connection is open and recently used: no health check before BEGIN
+    other = other_connection()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("KILL %s", [connection.connection.thread_id()])
+    finally:
+        other.close()
+    with pytest.raises(OperationalError), transaction.atomic():
+        Category.objects.create(name="never begun")
+    connection.close()
+    assert not connection.in_atomic_block
+    assert not Category.objects.filter(name="never begun").exists()
