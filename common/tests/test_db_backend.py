@@ -18,6 +18,16 @@ def server_state() -> tuple[int, int]:
         return cursor.fetchone()
 
 
+def kill_djangos_connection() -> None:
+    """End Django's session from another connection, as a server restart would."""
+    other = other_connection()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("KILL %s", [connection.connection.thread_id()])
+    finally:
+        other.close()
+
+
 def test_a_transaction_is_begin_and_commit_with_the_session_left_in_autocommit():
     assert server_state() == (1, 0)
     with CaptureQueriesContext(connection) as captured:
@@ -56,12 +66,7 @@ def test_a_refused_statement_in_a_savepoint_keeps_the_transaction():
 def test_a_reconnected_session_starts_in_autocommit_and_transactions_still_hold():
     with pytest.raises(OperationalError), transaction.atomic():
         Category.objects.create(name="lost with its connection")
-        other = other_connection()
-        try:
-            with other.cursor() as cursor:
-                cursor.execute("KILL %s", [connection.connection.thread_id()])
-        finally:
-            other.close()
+        kill_djangos_connection()
         Category.objects.create(name="never written")
     connection.close()
     assert server_state() == (1, 0)
@@ -77,12 +82,7 @@ def test_a_transaction_that_cannot_begin_raises_djangos_database_error():
     DATABASE_UNAVAILABLE; the driver's own exception would be a 500 (the MariaDB-restart fault test
     caught one)."""
     Category.objects.exists()  # the connection is open and recently used: no health check before BEGIN
-    other = other_connection()
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("KILL %s", [connection.connection.thread_id()])
-    finally:
-        other.close()
+    kill_djangos_connection()
     with pytest.raises(OperationalError), transaction.atomic():
         Category.objects.create(name="never begun")
     connection.close()

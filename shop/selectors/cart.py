@@ -18,12 +18,15 @@ class CartView:
     user_id: int
     items: list[CartItem]
 
+    def find(self, product_id: int) -> CartItem | None:
+        """The line of this product, or None."""
+        return next((item for item in self.items if item.product_id == product_id), None)
+
     def line(self, product_id: int) -> CartItem:
         """The line of this product (KeyError if the cart has none)."""
-        for item in self.items:
-            if item.product_id == product_id:
-                return item
-        raise KeyError(product_id)
+        if (item := self.find(product_id)) is None:
+            raise KeyError(product_id)
+        return item
 
     @property
     def total_item_count(self) -> int:
@@ -45,7 +48,7 @@ def cart_line_total(item: CartItem) -> int:
 
 def cart_get(*, user_id: int) -> CartView:
     """The user's cart in one query when it has lines (their cart id comes with them)."""
-    items = list(CartItem.objects.filter(cart__user_id=user_id).select_related("product").order_by("pk"))
+    items = _lines(cart__user_id=user_id)
     if items:
         return CartView(id=items[0].cart_id, user_id=user_id, items=items)
     cart_id = Cart.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
@@ -54,7 +57,11 @@ def cart_get(*, user_id: int) -> CartView:
 
 def cart_lines(*, cart_id: int) -> list[CartItem]:
     """A cart's lines with their products, in the order the API shows them."""
-    return list(CartItem.objects.filter(cart_id=cart_id).select_related("product").order_by("pk"))
+    return _lines(cart_id=cart_id)
+
+
+def _lines(**filters) -> list[CartItem]:
+    return list(CartItem.objects.filter(**filters).select_related("product").order_by("pk"))
 
 
 def cart_lines_for_checkout(*, user_id: int, cart_item_ids: list[int]) -> list[CartItem]:

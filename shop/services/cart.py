@@ -37,18 +37,17 @@ def cart_item_set(
     if product.is_flash_sale:
         _check_flash_quantity(product_id, quantity)
     cart = _lock_or_create_cart(user_id)
-    lines = cart_lines(cart_id=cart.pk)
+    view = CartView(id=cart.pk, user_id=user_id, items=cart_lines(cart_id=cart.pk))
     values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
-    line = next((item for item in lines if item.product_id == product_id), None)
-    if line is not None:
+    if (line := view.find(product_id)) is not None:
         CartItem.objects.filter(pk=line.pk).update(**values)
         for name, value in values.items():
             setattr(line, name, value)
-    elif len(lines) >= MAX_LINES:
+    elif view.total_item_count >= MAX_LINES:
         raise CartFull(data={"maxLines": MAX_LINES})
     else:
-        lines.append(CartItem.objects.create(cart=cart, product=product, **values))
-    return CartView(id=cart.pk, user_id=user_id, items=lines)
+        view.items.append(CartItem.objects.create(cart=cart, product=product, **values))
+    return view
 
 
 @use_case
