@@ -373,12 +373,20 @@ def lockwait_lines(path: Path, summary: dict) -> list[str]:
         "",
         f"`Innodb_row_lock_waits` +{waits['row_lock_waits']:,}, `Innodb_row_lock_time` "
         f"+{waits['row_lock_time_ms'] / 1000:,.1f} s over {waits['seconds']:.0f} s; some transaction was waiting "
-        f"in {waits['samples_with_waits']} of {waits['samples']} samples (every 0.3 s).",
+        f"in {waits['samples_with_waits']} of {waits['samples']} samples "
+        f"(every {waits.get('interval_seconds', 0.3)} s).",
         "",
     ]
     if waits["top_rows"]:
         lines += ["| row (table, index, key) | waiters seen | share |", "|---|---:|---:|"]
         lines += [f"| `{r['row']}` | {r['waiter_samples']} | {r['share'] * 100:.0f} % |" for r in waits["top_rows"]]
+        lines.append("")
+    if waits.get("top_waiting_statements"):
+        lines += ["| waiting statement (literals stripped) | waiters seen | share |", "|---|---:|---:|"]
+        lines += [
+            f"| `{r['statement']}` | {r['waiter_samples']} | {r['share'] * 100:.0f} % |"
+            for r in waits["top_waiting_statements"]
+        ]
         lines.append("")
     return lines
 

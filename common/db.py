@@ -28,6 +28,14 @@ nested use case's refusal and goes on (the queue consumer, recording a refused c
 request row) says so (`catches_refusals=True`): the use cases it calls then run in savepoints and
 their hot writes run at the end of their own savepoint, so a refusal they raise (sold out) is still
 theirs and is caught where it always was.
+
+Hot updates ride on the COMMIT (`hot_update`). The last statement of a hot write, the UPDATE of
+the stock row, is sent with the COMMIT in one round trip when the hot write runs at the end of the
+outermost transaction (common/db_backend: "the commit tail"), so the row is locked for the server's
+UPDATE and COMMIT only, never while the thread waits for the GIL in between. Its guard is a CHECK
+constraint of the row: when it fails, nothing is committed and `run_in_transaction` raises the
+update's refusal (InsufficientStock) instead of the IntegrityError. Inside a savepoint the UPDATE
+runs at once and its refusal is raised there.
 """
 
 from __future__ import annotations
@@ -41,10 +49,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
+from common.db_backend.base import DeferredUpdate
 from common.errors import BusyRetry
-from common.mysql import is_lock_conflict
+from common.mysql import CHECK_VIOLATION_CODES, error_code, is_lock_conflict
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,8 @@ class _Scope:
 
     catches: bool  # it may catch a nested use case's refusal and go on (it needs their savepoints)
     writes: list[tuple[Any, Callable[[], None]]] = field(default_factory=list)
+    outermost: bool = False  # the transaction itself, not a savepoint: its hot updates ride on the COMMIT
+    writing: bool = False  # its hot writes are running
 
 
 _local = threading.local()
@@ -81,16 +92,37 @@ def hot_write(fn: Callable[[], None], *, key: Any) -> None:
     scopes[-1].writes.append((key, fn))
 
 
-def _scoped(fn: Callable[[], R], *, catches: bool, hand_up: bool) -> R:
+def hot_update(sql: str, params: tuple, *, refused: Callable[[], Exception]) -> None:
+    """Inside a hot write: one UPDATE of one hot row, guarded by the row's CHECK constraints (never by
+    a WHERE clause: it must match its row). At the end of the outermost transaction it is sent with
+    the COMMIT (module docstring); anywhere else it runs now. A broken constraint raises `refused()`."""
+    scopes = _scopes()
+    if scopes and scopes[-1].writing and scopes[-1].outermost and len(scopes) == 1:
+        connection.defer_to_commit(DeferredUpdate(sql, tuple(params), refused))
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            matched = cursor.rowcount
+    except IntegrityError as exc:
+        if error_code(exc) in CHECK_VIOLATION_CODES:
+            raise refused() from exc
+        raise
+    if matched != 1:
+        raise RuntimeError(f"a hot update matched {matched} rows: {sql}")
+
+
+def _scoped(fn: Callable[[], R], *, catches: bool, hand_up: bool, outermost: bool = False) -> R:
     """Run `fn` as one scope; at its end hand its hot writes up to the parent scope, or run them."""
     scopes = _scopes()
-    scope = _Scope(catches=catches)
+    scope = _Scope(catches=catches, outermost=outermost)
     scopes.append(scope)
     try:
         result = fn()
         if hand_up:
             scopes[-2].writes.extend(scope.writes)
         else:
+            scope.writing = True
             for _, write in sorted(scope.writes, key=lambda item: item[0]):
                 write()
         return result
@@ -116,7 +148,12 @@ def run_in_transaction(fn: Callable[[], R], *, retries: bool = True, catches_ref
     for attempt in range(len(delays) + 1):
         try:
             with transaction.atomic():
-                return _scoped(fn, catches=catches_refusals, hand_up=False)
+                return _scoped(fn, catches=catches_refusals, hand_up=False, outermost=True)
+        except IntegrityError as exc:
+            refusal = connection.take_commit_refusal()  # a hot update sent with the COMMIT was refused
+            if refusal is None:
+                raise
+            raise refusal() from exc
         except OperationalError as exc:
             if not is_lock_conflict(exc):
                 raise

@@ -18,6 +18,8 @@ from django.db import OperationalError, connection
 LOCK_WAIT_TIMEOUT = 1205  # ER_LOCK_WAIT_TIMEOUT (innodb_lock_wait_timeout)
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK
 BINLOG_GONE = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: the binlog file or position is gone
+# A CHECK constraint broken by an INSERT or UPDATE (the statement fails; the transaction goes on).
+CHECK_VIOLATION_CODES = frozenset({3819, 4025})  # ER_CHECK_CONSTRAINT_VIOLATED (MySQL), ER_CONSTRAINT_FAILED (MariaDB)
 # A lock conflict: the whole transaction may be retried (common.db.run_in_transaction).
 LOCK_CONFLICT_CODES = frozenset({LOCK_WAIT_TIMEOUT, DEADLOCK})
 # The connection is gone: the server is down, restarting or killed the connection. A lock conflict

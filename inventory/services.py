@@ -11,20 +11,25 @@ product-id order (the lock order of `common.db`), so a row is locked for one sta
     add:      quantity += q, or up to `available`  (operator: admin, `manage.py restock`)
 
 Two ways to reserve, per product:
-- locked (ordinary products): `SELECT ... FOR UPDATE`, then `... WHERE version = <the version read
-  under the lock>`: it can only match while our lock holds, so a broken lock refuses, never oversells;
-- guarded (flash-sale products, `guarded=`): one `UPDATE ... SET reserved = reserved + q WHERE
-  quantity - reserved >= q`, no read before it. Under READ COMMITTED an UPDATE whose condition fails
-  on the latest committed row does not wait for the lock, so a sold-out product refuses every buyer
-  without queueing them behind the row's lock (the old service's incident 2; bench/hot_row.py).
-Consume, release and restock are guarded UPDATEs too: their units are accounted for by the order's
-reservations, the guard only makes a broken invariant fail loudly instead of going negative.
+- locked (ordinary products): `SELECT ... FOR UPDATE`, check the units, then the UPDATE with the
+  version bump;
+- guarded (flash-sale products, `guarded=`): the UPDATE alone, no read before it. A sold-out flash
+  product is refused before any lock by checkout's plain read of the row (orders.services), so
+  buyers do not queue behind the row's lock once it is empty (the old service's incident 2).
+Either way the UPDATE is a `common.db.hot_update`: the row's CHECK constraints (0 <= reserved <=
+quantity) are its guard, so it is sent with the COMMIT in one round trip and the row is locked for
+the server's UPDATE and COMMIT only. A reservation that would oversell breaks the constraint and is
+refused with InsufficientStock; nothing of the checkout is committed.
+Consume, release and restock are hot updates too: their units are accounted for by the order's
+reservations, the constraints only make a broken invariant fail loudly instead of going negative.
+The queue consumer's batch (`stock_lock` + `stock_reserve_batch`) locks the row first and writes it
+with `WHERE version = <the version read under the lock>`, which can only match while its lock holds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +37,7 @@ from django.db import connection
 from django.db.models import Expression, F, Value
 
 from common.bulk_sql import insert_rows
-from common.db import hot_write, use_case
+from common.db import hot_update, hot_write, use_case
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, Stock
 
@@ -56,8 +61,19 @@ def _lock_stocks(product_ids: Iterable[int]) -> dict[int, Stock]:
     return {row.product_id: row for row in rows}
 
 
+# The hot updates of a stock row (`common.db.hot_update`): its CHECK constraints are their guard.
+_RESERVE_SQL = (
+    "UPDATE `inventory_stock` SET `reserved_quantity` = `reserved_quantity` + %s, `version` = `version` + 1"
+    " WHERE `product_id` = %s"
+)
+_MOVE_SQL = (
+    "UPDATE `inventory_stock` SET `quantity` = `quantity` + %s, `reserved_quantity` = `reserved_quantity` + %s,"
+    " `version` = `version` + 1 WHERE `product_id` = %s"
+)
+
+
 def _reserve_locked(product_id: int, version: int, quantity: int) -> None:
-    """The guarded reservation on a row we locked and read at `version`."""
+    """The guarded reservation on a row we locked and read at `version` (the queue's batch)."""
     updated = Stock.objects.filter(pk=product_id, version=version).update(
         reserved_quantity=F("reserved_quantity") + quantity, version=F("version") + 1
     )
@@ -80,29 +96,23 @@ def stock_reserve(
 
     def write() -> None:
         for product_id, quantity in wanted.items():  # product-id order
-            if product_id in guarded:
-                _reserve_guarded(product_id, quantity)
-            else:
+            if product_id not in guarded:
                 stock = _lock_stocks([product_id]).get(product_id)
                 available = stock.available_quantity if stock else 0
                 if stock is None or available < quantity:
                     raise InsufficientStock(
                         data={"productId": product_id, "requested": quantity, "available": available}
                     )
-                _reserve_locked(product_id, stock.version, quantity)
+            hot_update(_RESERVE_SQL, (quantity, product_id), refused=_sold_out(product_id, quantity))
 
     hot_write(write, key=next(iter(wanted), 0))
 
 
-def _reserve_guarded(product_id: int, quantity: int) -> None:
-    """One UPDATE that matches only while the units are there; refused: InsufficientStock."""
-    reserved = Stock.objects.filter(pk=product_id, quantity__gte=F("reserved_quantity") + quantity).update(
-        reserved_quantity=F("reserved_quantity") + quantity, version=F("version") + 1
+def _sold_out(product_id: int, quantity: int) -> Callable[[], InsufficientStock]:
+    """The refusal of a reservation the row's constraint refused (read after the rollback)."""
+    return lambda: InsufficientStock(
+        data={"productId": product_id, "requested": quantity, "available": stock_available(product_id=product_id)}
     )
-    if not reserved:
-        raise InsufficientStock(
-            data={"productId": product_id, "requested": quantity, "available": stock_available(product_id=product_id)}
-        )
 
 
 def stock_available(*, product_id: int) -> int:
@@ -162,18 +172,13 @@ def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int
 
     def write() -> None:
         for product_id, quantity in sorted(per_product.items()):
-            guard = {}
-            if quantity_delta < 0:
-                guard["quantity__gte"] = quantity
-            if reserved_delta < 0:
-                guard["reserved_quantity__gte"] = quantity
-            moved = Stock.objects.filter(pk=product_id, **guard).update(
-                quantity=F("quantity") + quantity_delta * quantity,
-                reserved_quantity=F("reserved_quantity") + reserved_delta * quantity,
-                version=F("version") + 1,
+            # the reservations say the units are there: a broken constraint is a broken invariant
+            broken = RuntimeError(f"stock row of product {product_id} does not hold {quantity} {source} units")
+            hot_update(
+                _MOVE_SQL,
+                (quantity_delta * quantity, reserved_delta * quantity, product_id),
+                refused=lambda broken=broken: broken,
             )
-            if moved != 1:  # the reservations say the units are there: refuse rather than go negative
-                raise RuntimeError(f"stock row of product {product_id} does not hold {quantity} {source} units")
 
     hot_write(write, key=min(per_product))
     return reservations

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # statements per call (see the module docstring); before the hot-write/one-read rework in comments
 PINNED = {
     # The key's claim is one autocommitted INSERT (it was BEGIN, INSERT, COMMIT) since issue 16.
-    "checkout": 12,  # was 18, then 14: no savepoints around nested use cases, no re-read for the answer
-    "payment": 14,  # was 22, then 16: no savepoints, the event's items from the reservations it consumed
+    # checkout and payment: the stock UPDATE goes with the COMMIT, one round trip (common.db.hot_update)
+    "checkout": 11,  # was 18, then 14, 12: no savepoints around nested use cases, no re-read for the answer
+    "payment": 13,  # was 22, then 16, 14: no savepoints, the event's items from the reservations it consumed
     "cart_add": 8,  # was 15, then 13, 10: the lines read once under the cart lock answer the call (no re-read)
     "coupon_issue": 10,  # was 14, then 12
     "queue_enqueue": 13,  # the claim (1), the request (4), checkout-queued stored for replay (7), the answer (1)

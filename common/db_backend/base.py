@@ -14,24 +14,111 @@ session in autocommit mode and sends BEGIN (Django's hook for SQLite,
 `_start_transaction_under_autocommit`); COMMIT or ROLLBACK then ends the transaction and the
 session is back in autocommit by itself, so turning autocommit back on needs no round trip. Two
 round trips instead of three; savepoints, isolation level and `select_for_update` are unchanged.
+
+The commit tail (`defer_to_commit`). A hot row (a stock row every buyer shares) is locked from its
+UPDATE until COMMIT. Sent apart, the two are two round trips, and between them the thread must get
+the GIL back from the other threads of its worker: under load that gap, not the UPDATE, is how long
+the row stays locked. `common.db.hot_update` hands such an UPDATE to the connection instead, and
+COMMIT sends it, and any others, with the COMMIT in one multi-statement query (the client flag
+MULTI_STATEMENTS): the server runs UPDATE and COMMIT back to back and the lock is held for
+server time only. The server stops at the first statement that fails, so a deferred UPDATE must
+never fail silently: its guard is a CHECK constraint (an error), not a WHERE clause (0 rows). When
+one breaks a constraint, nothing is committed, the transaction is rolled back and the statement's
+refusal is kept for `take_commit_refusal` (common.db turns it into the use case's 409).
+Every SQL string the project sends is parameterised (the driver escapes the values), so allowing
+several statements in one query opens no injection path that a single statement would not.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db.backends.mysql import base
 from django.db.backends.utils import debug_transaction
+from MySQLdb.constants import CLIENT
+
+from common.mysql import CHECK_VIOLATION_CODES, error_code
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeferredUpdate:
+    """An UPDATE sent with the COMMIT (see the module docstring)."""
+
+    sql: str  # one statement with %s placeholders
+    params: tuple
+    refused: Callable[[], Exception]  # the error to raise when the statement breaks a CHECK constraint
+    expect_rows: int = 1  # rows it must match; fewer is logged (it is already committed by then)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _used_at = 0.0
     _began = False  # a transaction opened with BEGIN: the session itself stayed in autocommit
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._tail: list[DeferredUpdate] = []
+        self._refusal: Callable[[], Exception] | None = None
+
+    def get_connection_params(self):
+        params = super().get_connection_params()
+        params["client_flag"] = params.get("client_flag", 0) | CLIENT.MULTI_STATEMENTS  # the commit tail
+        return params
+
     def connect(self):
         self._began = False
+        self._tail = []
         super().connect()
+
+    # --- the commit tail --------------------------------------------------------------------------
+    def defer_to_commit(self, update: DeferredUpdate) -> None:
+        """Send `update` with this transaction's COMMIT (the module docstring says when that is safe)."""
+        self.validate_no_broken_transaction()
+        self._tail.append(update)
+
+    def take_commit_refusal(self) -> Callable[[], Exception] | None:
+        """The refusal of the deferred UPDATE that made the last COMMIT fail, once."""
+        refusal, self._refusal = self._refusal, None
+        return refusal
+
+    def _commit(self):
+        tail, self._tail = self._tail, []
+        if not tail or self.connection is None:
+            return super()._commit()
+        sql = ";\n".join(update.sql for update in tail) + ";\nCOMMIT"
+        params = tuple(param for update in tail for param in update.params)
+        shown = sql % tuple(self.connection.literal(p).decode() for p in params) if self.queries_logged else sql
+        with debug_transaction(self, shown), self.wrap_database_errors:
+            self._send_tail(tail, sql, params)
+
+    def _send_tail(self, tail: list[DeferredUpdate], sql: str, params: tuple) -> None:
+        cursor = self.connection.cursor()
+        step = 0
+        try:
+            cursor.execute(sql, params)
+            while step < len(tail):
+                wanted, matched = tail[step].expect_rows, cursor.rowcount
+                if matched < wanted:  # committed by now: say so loudly
+                    log.error("deferred update matched %s rows, not %s: %s", matched, wanted, tail[step].sql)
+                step += 1
+                cursor.nextset()  # the next statement's result, or its error
+        except self.Database.Error as exc:
+            if step < len(tail) and error_code(exc) in CHECK_VIOLATION_CODES:
+                self._refusal = tail[step].refused
+                raise IntegrityError(*exc.args) from exc
+            raise
+        finally:
+            cursor.close()
+
+    def _rollback(self):
+        self._tail = []
+        return super()._rollback()
 
     def _start_transaction_under_autocommit(self):
         # wrap_database_errors: a lost connection is django.db's OperationalError (503 in the API), as
