@@ -137,7 +137,8 @@ def checkout_initiate(
 
 def _refuse_sold_out_flash(lines: list[LineRequest], products: dict[int, Product], flash: list[int]) -> None:
     """A flash product that visibly lacks the units (read with the product, no lock) is refused before
-    any lock or write; the guarded reservation at the end stays the real check."""
+    any lock or write; the reservation at the end (guarded by the stock row's CHECK constraints) stays the
+    real check."""
     for line in lines:
         if line.product_id in flash:
             stock = getattr(products[line.product_id], "stock", None)

@@ -70,8 +70,9 @@ def test_200_concurrent_checkouts_of_a_10_unit_product_make_exactly_10_orders():
 
 
 def test_200_concurrent_checkouts_and_payments_of_a_10_unit_flash_product_sell_exactly_10():
-    """Flash products reserve with one guarded UPDATE (no locked read first), written last: exactly the
-    units there are, and the payments that follow consume exactly them."""
+    """Flash products reserve with one UPDATE (no locked read first), sent with the COMMIT and guarded by the
+    stock row's CHECK constraints: exactly the units there are, and the payments that follow consume exactly
+    them."""
     product = make_product(stock=10, price=1_000, is_flash_sale=True)
     users = UserFactory.create_batch(200)
     for u in users:
