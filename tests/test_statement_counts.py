@@ -27,9 +27,10 @@ PINNED = {
     # The key's claim is one autocommitted INSERT (it was BEGIN, INSERT, COMMIT) since issue 16.
     # checkout and payment: the stock UPDATE goes with the COMMIT, one round trip (common.db.hot_update)
     "checkout": 11,  # was 18, then 14, 12: no savepoints around nested use cases, no re-read for the answer
-    "payment": 13,  # was 22, then 16, 14: no savepoints, the event's items from the reservations it consumed
+    # payment and coupon issue: the guarded UPDATE answers the balance / count it reached (no read back)
+    "payment": 12,  # was 22, then 16, 14, 13: no savepoints, the event's items from the reservations it consumed
     "cart_add": 8,  # was 15, then 13, 10: the lines read once under the cart lock answer the call (no re-read)
-    "coupon_issue": 10,  # was 14, then 12
+    "coupon_issue": 9,  # was 14, then 12, 10
     "queue_enqueue": 13,  # the claim (1), the request (4), checkout-queued stored for replay (7), the answer (1)
 }
 

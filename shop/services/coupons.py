@@ -7,7 +7,10 @@ Issuing (`coupon_issue`), in one transaction:
    already issued (409) requests without taking any lock. Once a coupon is sold out everybody gets
    COUPON_SOLD_OUT, holders included (their coupon is listed under /coupons/users/{id});
 3. the hot counter moves with one guarded `UPDATE coupon SET issued_quantity = issued_quantity + 1
-   WHERE id = ? AND issued_quantity < total_quantity`: 0 rows means sold out;
+   WHERE id = ? AND issued_quantity < total_quantity`: 0 rows means sold out. It answers the count it
+   reached (`LAST_INSERT_ID`, `common.mysql.update_returning`), so the coupon row, locked from here to
+   COMMIT, is not read again; the answer's remainingQuantity is the total read in step 2 minus that
+   count;
 4. the user's `UserCoupon` row is inserted (the unique (user, coupon) key makes a second one
    impossible; a racing duplicate fails and the savepoint undoes its +1) and the `CouponIssued`
    outbox row is written.
@@ -29,10 +32,10 @@ from datetime import datetime
 
 from django.core.cache import caches
 from django.db import IntegrityError
-from django.db.models import F
 from redis.exceptions import RedisError
 
 from common.db import use_case
+from common.mysql import update_returning
 from outbox.services import outbox_enqueue
 from shop.errors import CouponAlreadyIssued, CouponNotActive, CouponNotFound, CouponNotUsable, CouponSoldOut
 from shop.models import Coupon, UserCoupon
@@ -85,10 +88,8 @@ def _coupon_issue_in_db(*, coupon_id: int, user_id: int, now: datetime) -> Issue
     if UserCoupon.objects.filter(user_id=user_id, coupon_id=coupon_id).exists():
         raise CouponAlreadyIssued(data={"couponId": coupon_id})
 
-    taken = Coupon.objects.filter(pk=coupon_id, issued_quantity__lt=F("total_quantity")).update(
-        issued_quantity=F("issued_quantity") + 1
-    )
-    if not taken:
+    issued = update_returning(_TAKE_ONE_SQL, (coupon_id,))
+    if issued is None:
         _refuse_sold_out(coupon_id)
     try:
         user_coupon = UserCoupon.objects.create(user_id=user_id, coupon_id=coupon_id)
@@ -100,8 +101,14 @@ def _coupon_issue_in_db(*, coupon_id: int, user_id: int, now: datetime) -> Issue
         event_type="CouponIssued",
         payload={"userCouponId": user_coupon.pk, "couponId": coupon_id, "userId": user_id},
     )
-    issued, total = Coupon.objects.filter(pk=coupon_id).values_list("issued_quantity", "total_quantity").get()
-    return IssuedCoupon(user_coupon.pk, coupon_id, issued, total - issued)
+    return IssuedCoupon(user_coupon.pk, coupon_id, issued, max(0, coupon.total_quantity - issued))
+
+
+# The guarded counter (step 3): it answers the count it reached itself (`update_returning`).
+_TAKE_ONE_SQL = (
+    "UPDATE `shop_coupon` SET `issued_quantity` = LAST_INSERT_ID(`issued_quantity` + 1)"
+    " WHERE `id` = %s AND `issued_quantity` < `total_quantity`"
+)
 
 
 def _refuse_sold_out(coupon_id: int) -> None:

@@ -5,22 +5,23 @@ Concurrency policy:
   AND <bound>`; the database evaluates the bound on the latest committed row under the row lock, so
   racing debits can never overdraw and racing charges can never pass MAX_BALANCE (the CHECK constraint
   is the last line of defence);
-- the ledger row (`balance_after` read back under the same row lock) is written in the same
-  transaction; the unique `(order_id, type)` key makes a second debit or refund of one order
-  impossible, and the savepoint around each function undoes the balance change when it refuses;
-- every function is a `use_case`: inside the caller's transaction it is a savepoint (a refusal undoes
-  only its own work), on its own it owns a retried transaction.
+- the ledger row (`balance_after`: the new balance, which the UPDATE itself answers through
+  `LAST_INSERT_ID`, `common.mysql.update_returning`) is written in the same transaction; the unique
+  `(order_id, type)` key makes a second debit or refund of one order impossible;
+- every function is a `use_case`: on its own it owns a retried transaction; inside the caller's it
+  joins it, and a refusal aborts the whole transaction (a savepoint only for a caller that catches
+  refusals and goes on: `common.db`).
 - the wallet row is updated first and created only when missing (never `INSERT IGNORE` first: its
   shared lock on the existing row would deadlock two racing charges upgrading to an exclusive lock).
 """
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from common.db import use_case
+from common.mysql import update_returning
 from shop.errors import (
     InsufficientBalance,
     InvalidAmount,
@@ -40,12 +41,14 @@ from shop.selectors.wallet import points_balance
 def points_charge(*, user_id: int, amount: int, description: str = "") -> int:
     """Add `amount` (1..MAX_BALANCE) and return the new balance; 400 POINT_LIMIT_EXCEEDED above the cap."""
     _require_amount(amount, low=1)
-    if not _add(user_id, amount):
+    balance = _add(user_id, amount)
+    if balance is None:
         if not _wallet_exists(user_id):
             _wallet_create(user_id)
-        if not _add(user_id, amount):
+        balance = _add(user_id, amount)
+        if balance is None:
             raise PointLimitExceeded(data=_limit_data(user_id, amount))
-    return _record(user_id, amount, PointHistory.Type.CHARGE, order_id=None, description=description)
+    return _record(user_id, amount, PointHistory.Type.CHARGE, balance=balance, order_id=None, description=description)
 
 
 @use_case
@@ -57,14 +60,16 @@ def points_debit(*, user_id: int, amount: int, order_id: int, description: str =
     coupon) is allowed and still writes its ledger row, so "one debit per order" keeps holding.
     """
     _require_amount(amount, low=0)
-    rows = _subtract(user_id, amount)
-    if not rows and amount == 0 and not _wallet_exists(user_id):
+    balance = _subtract(user_id, amount)
+    if balance is None and amount == 0 and not _wallet_exists(user_id):
         _wallet_create(user_id)
-        rows = _subtract(user_id, amount)
-    if not rows:
+        balance = _subtract(user_id, amount)
+    if balance is None:
         raise InsufficientBalance(data={"required": amount, "balance": points_balance(user_id=user_id)})
     try:
-        return _record(user_id, -amount, PointHistory.Type.USE, order_id=order_id, description=description)
+        return _record(
+            user_id, -amount, PointHistory.Type.USE, balance=balance, order_id=order_id, description=description
+        )
     except IntegrityError:
         raise OrderAlreadyDebited(data={"orderId": order_id}) from None
 
@@ -86,10 +91,13 @@ def points_refund(*, user_id: int, amount: int, order_id: int, description: str 
     )
     if debited is None or amount > -debited:
         raise RefundExceedsDebit(data={"orderId": order_id, "debited": -(debited or 0), "amount": amount})
-    if not _add(user_id, amount):
+    balance = _add(user_id, amount)
+    if balance is None:
         raise RefundLimitExceeded(data=_limit_data(user_id, amount))
     try:
-        return _record(user_id, amount, PointHistory.Type.REFUND, order_id=order_id, description=description)
+        return _record(
+            user_id, amount, PointHistory.Type.REFUND, balance=balance, order_id=order_id, description=description
+        )
     except IntegrityError:
         raise OrderAlreadyRefunded(data={"orderId": order_id}) from None
 
@@ -99,20 +107,29 @@ def _require_amount(amount: int, *, low: int) -> None:
         raise InvalidAmount(f"amount must be an integer in {low}..{MAX_BALANCE}.")
 
 
-def _add(user_id: int, amount: int) -> bool:
-    """The guarded increment; False when the wallet is missing or the cap would be passed."""
-    return bool(
-        PointWallet.objects.filter(user_id=user_id, balance__lte=MAX_BALANCE - amount).update(
-            balance=F("balance") + amount, updated_at=timezone.now()
-        )
-    )
+# The guarded balance changes. Each answers the new balance itself (`update_returning`).
+_ADD_SQL = (
+    "UPDATE `shop_pointwallet` SET `balance` = LAST_INSERT_ID(`balance` + %s), `updated_at` = %s"
+    " WHERE `user_id` = %s AND `balance` <= %s"
+)
+_SUBTRACT_SQL = (
+    "UPDATE `shop_pointwallet` SET `balance` = LAST_INSERT_ID(`balance` - %s), `updated_at` = %s"
+    " WHERE `user_id` = %s AND `balance` >= %s"
+)
 
 
-def _subtract(user_id: int, amount: int) -> int:
-    """The guarded debit: one UPDATE that matches only while `balance >= amount`."""
-    return PointWallet.objects.filter(user_id=user_id, balance__gte=amount).update(
-        balance=F("balance") - amount, updated_at=timezone.now()
-    )
+def _add(user_id: int, amount: int) -> int | None:
+    """The guarded increment: the new balance; None when the wallet is missing or the cap would be passed."""
+    return update_returning(_ADD_SQL, (amount, _now(), user_id, MAX_BALANCE - amount))
+
+
+def _subtract(user_id: int, amount: int) -> int | None:
+    """The guarded debit, one UPDATE that matches only while `balance >= amount`: the new balance, or None."""
+    return update_returning(_SUBTRACT_SQL, (amount, _now(), user_id, amount))
+
+
+def _now():
+    return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
 def _wallet_exists(user_id: int) -> bool:
@@ -133,9 +150,10 @@ def _limit_data(user_id: int, amount: int) -> dict[str, int]:
     return {"balance": points_balance(user_id=user_id), "amount": amount, "maxBalance": MAX_BALANCE}
 
 
-def _record(user_id: int, signed_amount: int, kind: str, *, order_id: int | None, description: str) -> int:
-    """Write the ledger row; the balance is read back under the row lock our UPDATE holds."""
-    balance = PointWallet.objects.filter(user_id=user_id).values_list("balance", flat=True).get()
+def _record(
+    user_id: int, signed_amount: int, kind: str, *, balance: int, order_id: int | None, description: str
+) -> int:
+    """Write the ledger row of a change that left the wallet at `balance`; returns that balance."""
     PointHistory.objects.create(
         user_id=user_id,
         amount=signed_amount,
