@@ -97,7 +97,7 @@ def hot_update(sql: str, params: tuple, *, refused: Callable[[], Exception]) -> 
     a WHERE clause: it must match its row). At the end of the outermost transaction it is sent with
     the COMMIT (module docstring); anywhere else it runs now. A broken constraint raises `refused()`."""
     scopes = _scopes()
-    if scopes and scopes[-1].writing and scopes[-1].outermost and len(scopes) == 1:
+    if scopes and scopes[-1].writing and scopes[-1].outermost:  # an outermost scope is the only one
         connection.defer_to_commit(DeferredUpdate(sql, tuple(params), refused))
         return
     try:
