@@ -10,19 +10,43 @@ from shop.models import Cart, CartItem
 from shop.pricing import line_total
 
 
+@dataclass(slots=True)
+class CartLine:
+    """A cart line as the API shows it, with its product's current name and price. A plain row, not
+    a model instance: a cart of 50 lines is read and answered on every cart request, and building
+    and serialising model instances cost most of that request's CPU (docs/REPORT.md)."""
+
+    id: int
+    product_id: int
+    product_name: str
+    unit_price: int
+    quantity: int
+    gift_wrap: bool
+    gift_message: str
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    @property
+    def line_total(self) -> int:
+        """The line at its product's current price (`shop.pricing.line_total`)."""
+        return line_total(unit_price=self.unit_price, quantity=self.quantity, gift_wrap=self.gift_wrap)
+
+
 @dataclass(frozen=True)
 class CartView:
     """A cart as the API shows it; `id` is None for a user who never wrote to a cart."""
 
     id: int | None
     user_id: int
-    items: list[CartItem]
+    items: list[CartLine]
 
-    def find(self, product_id: int) -> CartItem | None:
+    def find(self, product_id: int) -> CartLine | None:
         """The line of this product, or None."""
         return next((item for item in self.items if item.product_id == product_id), None)
 
-    def line(self, product_id: int) -> CartItem:
+    def line(self, product_id: int) -> CartLine:
         """The line of this product (KeyError if the cart has none)."""
         if (item := self.find(product_id)) is None:
             raise KeyError(product_id)
@@ -38,35 +62,39 @@ class CartView:
 
     @property
     def total_price(self) -> int:
-        return sum(cart_line_total(item) for item in self.items)
-
-
-def cart_line_total(item: CartItem) -> int:
-    """The line at its product's current price (`shop.pricing.line_total`)."""
-    return line_total(unit_price=item.product.price, quantity=item.quantity, gift_wrap=item.gift_wrap)
+        return sum(item.line_total for item in self.items)
 
 
 def cart_get(*, user_id: int) -> CartView:
     """The user's cart in one query when it has lines (their cart id comes with them)."""
-    items = _lines(cart__user_id=user_id)
-    if items:
-        return CartView(id=items[0].cart_id, user_id=user_id, items=items)
+    rows = _rows(cart__user_id=user_id)
+    if rows:
+        return CartView(id=rows[0][0], user_id=user_id, items=[CartLine(*row[1:]) for row in rows])
     cart_id = Cart.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
     return CartView(id=cart_id, user_id=user_id, items=[])
 
 
-def cart_lines(*, cart_id: int) -> list[CartItem]:
+def cart_lines(*, cart_id: int) -> list[CartLine]:
     """A cart's lines with their products, in the order the API shows them."""
-    return _lines(cart_id=cart_id)
+    return [CartLine(*row[1:]) for row in _rows(cart_id=cart_id)]
 
 
-# What a cart's answer and its writes read of a line and its product: not the product's description
-# and timestamps, which every line would otherwise carry (the test of the cart's one query pins it).
-LINE_FIELDS = ("cart_id", "product_id", "quantity", "gift_wrap", "gift_message", "product__name", "product__price")
+# What a cart's answer and its writes read of a line and its product, in CartLine's order after the
+# cart id: not the product's description and timestamps (the test of the cart's one query pins it).
+LINE_COLUMNS = (
+    "cart_id",
+    "pk",
+    "product_id",
+    "product__name",
+    "product__price",
+    "quantity",
+    "gift_wrap",
+    "gift_message",
+)
 
 
-def _lines(**filters) -> list[CartItem]:
-    return list(CartItem.objects.filter(**filters).select_related("product").only(*LINE_FIELDS).order_by("pk"))
+def _rows(**filters) -> list[tuple]:
+    return list(CartItem.objects.filter(**filters).order_by("pk").values_list(*LINE_COLUMNS))
 
 
 def cart_lines_for_checkout(*, user_id: int, cart_item_ids: list[int]) -> list[CartItem]:

@@ -17,7 +17,7 @@ from common.db import use_case
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound, PurchaseLimitExceeded
 from shop.models import Cart, CartItem, Product
 from shop.pricing import MAX_LINES
-from shop.selectors.cart import CartView, cart_lines
+from shop.selectors.cart import CartLine, CartView, cart_lines
 
 
 @use_case
@@ -40,13 +40,13 @@ def cart_item_set(
     view = CartView(id=cart.pk, user_id=user_id, items=cart_lines(cart_id=cart.pk))
     values = {"quantity": quantity, "gift_wrap": gift_wrap, "gift_message": gift_message}
     if (line := view.find(product_id)) is not None:
-        CartItem.objects.filter(pk=line.pk).update(**values)
-        for name, value in values.items():
-            setattr(line, name, value)
+        CartItem.objects.filter(pk=line.id).update(**values)
+        line.quantity, line.gift_wrap, line.gift_message = quantity, gift_wrap, gift_message
     elif view.total_item_count >= MAX_LINES:
         raise CartFull(data={"maxLines": MAX_LINES})
     else:
-        view.items.append(CartItem.objects.create(cart=cart, product=product, **values))
+        item = CartItem.objects.create(cart=cart, product=product, **values)
+        view.items.append(CartLine(item.pk, product_id, product.name, product.price, quantity, gift_wrap, gift_message))
     return view
 
 

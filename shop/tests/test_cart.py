@@ -1,5 +1,6 @@
 """Cart: replace-on-set lines, the 50-line cap, current prices, and the checkout helpers."""
 
+import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -8,10 +9,11 @@ import pytest
 from django.db import connection
 
 from conftest import client_for
+from shop.api.cart import CartOutput
 from shop.errors import CartItemNotFound
 from shop.models import Cart, CartItem, Product
-from shop.pricing import MAX_LINES
-from shop.selectors.cart import cart_lines_for_checkout
+from shop.pricing import GIFT_WRAP_PRICE, MAX_LINES
+from shop.selectors.cart import cart_get, cart_lines_for_checkout
 from shop.services.cart import cart_item_set, cart_remove_lines
 from shop.tests.factories import ProductFactory, UserFactory
 
@@ -87,6 +89,19 @@ class TestApi:
         with django_assert_num_queries(1):  # the lines with their products and cart id (stateless JWT)
             response = auth_api.get(CART)
         assert len(response.json()["data"]["items"]) == 5
+
+    def test_the_written_out_answer_is_what_the_documented_serializer_gives(self, auth_api, user):
+        """`cart_answer` builds the answer by hand for speed; `CartOutput` documents it (the OpenAPI
+        schema). The two must agree on every field, in order, for every kind of line."""
+        set_line(auth_api, ProductFactory(price=1_500).pk, 3)
+        set_line(auth_api, ProductFactory(price=700).pk, 1, giftWrap=True, giftMessage="for you")
+        view = cart_get(user_id=user.pk)
+        documented = json.loads(json.dumps(CartOutput(view).data))
+        answered = auth_api.get(CART).json()["data"]
+        assert answered == documented
+        assert list(answered) == list(documented)
+        assert [list(item) for item in answered["items"]] == [list(item) for item in documented["items"]]
+        assert answered["totalPrice"] == 1_500 * 3 + 700 + GIFT_WRAP_PRICE
 
     def test_an_emptied_cart_still_answers_its_id(self, auth_api, django_assert_num_queries):
         cart_id = set_line(auth_api, ProductFactory().pk).json()["data"]["id"]
