@@ -90,6 +90,7 @@ def _fallback_apply(row: OutboxEvent, report: FallbackReport) -> bool:
     if applied:
         report.applied += 1
         FALLBACK_APPLIED.labels("applied").inc()
+        log.warning("outbox fallback: applied event %s (%s, created %s)", row.id, row.type, row.created_at)
     else:
         report.duplicates += 1
     return True

@@ -102,7 +102,9 @@ def mixed_load(stack: Stack, tokens: dict[int, str], *, seconds: float, events=(
     counts = assert_exactly_once(stack, seen, users, last)
     assert_event_effects_once(stack, users, last)
     stack.audit()
-    assert fallback_applied(stack) == 0, "the relay/consumer path lost events the fallback had to apply"
+    assert fallback_applied(stack) == 0, "the relay/consumer path lost events the fallback had to apply: " + "; ".join(
+        fallback_lines(stack)
+    )
     answered = sum(n for (what, status, _), n in seen.statuses.items() if status and status < 500)
     events = stack.value("SELECT COUNT(*) FROM outbox_event WHERE created_at >= %s", (since,))
     return {
@@ -150,6 +152,15 @@ def fallback_applied(stack: Stack) -> int:
     for name in stack.named("worker"):
         text = (stack.log_dir / f"{name}.log").read_text(errors="replace")
         found += sum(int(n) for n in re.findall(r"outbox_fallback\[[^\]]+\] succeeded .*'applied': (\d+)", text))
+    return found
+
+
+def fallback_lines(stack: Stack) -> list[str]:
+    """Which events the fallback applied (a line each in the workers' logs), for a failure's message."""
+    found = []
+    for name in stack.named("worker"):
+        text = (stack.log_dir / f"{name}.log").read_text(errors="replace")
+        found += re.findall(r"outbox fallback: applied event [^\n]*", text)
     return found
 
 
