@@ -30,7 +30,7 @@ PINNED = {
     # payment and coupon issue: the guarded UPDATE answers the balance / count it reached (no read back)
     "payment": 12,  # was 22, then 16, 14, 13: no savepoints, the event's items from the reservations it consumed
     "cart_add": 8,  # was 15, then 13, 10: the lines read once under the cart lock answer the call (no re-read)
-    "coupon_issue": 9,  # was 14, then 12, 10
+    "coupon_issue": 8,  # was 14, then 12, 10, 9: the coupon and the holder's check in one read
     "queue_enqueue": 13,  # the claim (1), the request (4), checkout-queued stored for replay (7), the answer (1)
 }
 

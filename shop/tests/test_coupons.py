@@ -1,7 +1,7 @@
 """Coupons: pricing, issuing (service and API), and the coupon's life with an order."""
 
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.cache import caches
@@ -150,6 +150,9 @@ def test_outside_the_window_is_400_not_active(auth_api, valid_from, valid_to):
     assert refused.status_code == 400 and refused.json()["errorCode"] == "COUPON_NOT_ACTIVE"
     coupon.refresh_from_db()
     assert coupon.issued_quantity == 0 and UserCoupon.objects.count() == 0
+    window = refused.json()["data"]  # read as SQL, converted as the ORM converts: the same instants, aware
+    assert datetime.fromisoformat(window["validFrom"]) == coupon.valid_from
+    assert datetime.fromisoformat(window["validTo"]) == coupon.valid_to
 
 
 def test_unknown_coupon_is_404(auth_api):
