@@ -236,3 +236,35 @@ def test_a_partition_kept_through_a_rebalance_that_skips_a_message_is_sought_bac
     assert [m.offset() for m in batch] == [92, 93]
     assert pacer.positions == {("t", 0): 94, ("t", 1): 56}
     assert [m.offset() for m in pacer.accept(consumer, [FakeMessage(0, 93)])] == [93]  # a redelivery is taken
+
+
+class CallRecorder:
+    """The calls a pacer makes on a consumer that holds two partitions of topic "t"."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def assignment(self):
+        return [TopicPartition("t", 0), TopicPartition("t", 1)]
+
+    def resume(self, partitions):
+        self.calls.append(("resume", len(partitions)))
+
+    def seek(self, tp):
+        self.calls.append(("seek", tp.partition, tp.offset))
+
+    def list_topics(self, topic, timeout):
+        self.calls.append(("metadata", topic))
+
+
+def test_a_resume_ends_with_a_request_that_wakes_the_broker_thread():
+    """Neither the resume nor the seeks wake librdkafka's broker thread (under CPU load the probe
+    ended before its fetch went out, again and again); a request through that connection does, so
+    it comes after them."""
+    pacer = FetchPacer(idle_after=1, check_every=1, fetch_wait=0.01)
+    pacer.positions = {("t", 0): 4, ("t", 1): 9}
+    pacer.paused = True
+    consumer = CallRecorder()
+    pacer.resume(consumer)
+    assert consumer.calls == [("resume", 2), ("seek", 0, 4), ("seek", 1, 9), ("metadata", "t")]
+    assert not pacer.paused
