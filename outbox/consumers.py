@@ -126,8 +126,11 @@ def outbox_consumer_spec() -> ConsumerSpec:
         group=f"{settings.KAFKA_GROUP_PREFIX}-outbox",
         handler=OutboxBatchHandler(),
         batch_size=500,
-        # notice within seconds that a restarted broker knows the topics again (see the runner)
-        extra_config={"topic.metadata.refresh.interval.ms": 5_000},
+        extra_config={
+            # notice within seconds that a restarted broker knows the topics again (see the runner)
+            "topic.metadata.refresh.interval.ms": 5_000,
+            "fetch.wait.max.ms": settings.OUTBOX_FETCH_WAIT_MAX_MS,
+        },
     )
 
 

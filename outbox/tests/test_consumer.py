@@ -11,6 +11,7 @@ from django.db import transaction
 from django_eventstream.models import Event as SseEvent
 
 from common.kafka import ConsumerRunner, ensure_topics
+from orders.consumers import CHECKOUT_CONSUMER
 from outbox.consumers import outbox_consumer_spec
 from outbox.events import Event, dead_letter_topic, event_from_row, outbox_message
 from outbox.fallback import outbox_fallback_run
@@ -168,3 +169,17 @@ def test_event_from_row_matches_the_relay_message_for_the_same_row(db):
     row = coupon_issued_row(5, 6)
     topic_name, key, value, headers = relay_message(row)
     assert event_from_row(row).id == dict(headers)["eventId"].decode() == str(row.id)
+
+
+def test_the_outbox_consumer_waits_longer_per_fetch_than_the_checkout_queue(settings):
+    """The outbox consumer's fetch wait is its own (OUTBOX_FETCH_WAIT_MAX_MS), over the shared consumer
+    settings; the checkout queue keeps the shared one, and each runner's idle probe follows its own."""
+    settings.KAFKA_CONSUMER_CONFIG = {**settings.KAFKA_CONSUMER_CONFIG, "fetch.wait.max.ms": 10}
+    settings.OUTBOX_FETCH_WAIT_MAX_MS = 50
+    outbox, checkout = ConsumerRunner(outbox_consumer_spec()), ConsumerRunner(CHECKOUT_CONSUMER)
+    try:
+        assert (outbox.config["fetch.wait.max.ms"], checkout.config["fetch.wait.max.ms"]) == (50, 10)
+        assert (outbox.pacer.probe, checkout.pacer.probe) == pytest.approx((0.15, 0.05))
+    finally:
+        outbox.consumer.close()
+        checkout.consumer.close()
