@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Expression, F, Value
@@ -70,6 +71,21 @@ _MOVE_SQL = (
     "UPDATE `inventory_stock` SET `quantity` = `quantity` + %s, `reserved_quantity` = `reserved_quantity` + %s,"
     " `version` = `version` + 1 WHERE `product_id` = %s"
 )
+# What a move reads and writes of the reservations, written out: building these two statements cost the
+# ORM more CPU than running them, on every payment (docs/REPORT.md).
+_HELD_SQL = (
+    "SELECT `id`, `product_id`, `quantity` FROM `inventory_reservation`"
+    " WHERE `order_id` IN ({orders}) AND `status` = %s"
+)
+_SET_STATUS_SQL = "UPDATE `inventory_reservation` SET `status` = %s WHERE `id` IN ({ids}) AND `status` = %s"
+
+
+class Moved(NamedTuple):
+    """A reservation a move took: its product and units (what the stock rows and the events need)."""
+
+    id: int
+    product_id: int
+    quantity: int
 
 
 def _reserve_locked(product_id: int, version: int, quantity: int) -> None:
@@ -158,14 +174,19 @@ def stock_reserve_batch(*, stock: LockedStock, reservations: Sequence[tuple[int,
     _reserve_locked(stock.product_id, stock.version, wanted)
 
 
-def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int, reserved_delta: int) -> list:
+def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int, reserved_delta: int) -> list[Moved]:
     """Move the reservations of `order_ids` from `source` to `target` status now, and adjust the stock
     rows last (a hot write, guarded: the units must be there). Returns the reservations moved."""
     _require_transaction()
-    reservations = list(Reservation.objects.filter(order_id__in=order_ids, status=source))
-    if not reservations:
+    if not order_ids:
         return []
-    Reservation.objects.filter(pk__in=[r.pk for r in reservations], status=source).update(status=target)
+    with connection.cursor() as cursor:
+        cursor.execute(_HELD_SQL.format(orders=", ".join(["%s"] * len(order_ids))), [*order_ids, str(source)])
+        reservations = [Moved(*row) for row in cursor.fetchall()]
+        if not reservations:
+            return []
+        ids = [r.id for r in reservations]
+        cursor.execute(_SET_STATUS_SQL.format(ids=", ".join(["%s"] * len(ids))), [str(target), *ids, str(source)])
     per_product: dict[int, int] = defaultdict(int)
     for reservation in reservations:
         per_product[reservation.product_id] += reservation.quantity
@@ -184,7 +205,7 @@ def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int
     return reservations
 
 
-def stock_consume(*, order_id: int) -> list[Reservation]:
+def stock_consume(*, order_id: int) -> list[Moved]:
     """Payment: the reserved units become sold. Returns the order's reservations (product, quantity)."""
     return _move(
         [order_id],
@@ -195,7 +216,7 @@ def stock_consume(*, order_id: int) -> list[Reservation]:
     )
 
 
-def stock_release(*, order_ids: list[int]) -> list[Reservation]:
+def stock_release(*, order_ids: list[int]) -> list[Moved]:
     """Expiry or cancel of unpaid orders: the held units become available again."""
     return _move(
         order_ids,
@@ -206,7 +227,7 @@ def stock_release(*, order_ids: list[int]) -> list[Reservation]:
     )
 
 
-def stock_restock(*, order_id: int) -> list[Reservation]:
+def stock_restock(*, order_id: int) -> list[Moved]:
     """Cancel of a paid order: the sold units go back on the shelf."""
     return _move(
         [order_id],

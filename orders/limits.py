@@ -26,12 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import connection
 
 from orders.errors import HeldUnitsLimit, TooManyOpenOrders
-from orders.models import OrderItem, OrderStatus
+from orders.models import OrderStatus
 from shop.errors import PurchaseLimitExceeded
-from shop.models import PointWallet, User
+from shop.models import User
 
 PAID_STATUSES = (OrderStatus.PAID, OrderStatus.CONFIRMED)
 
@@ -45,27 +45,48 @@ class Holdings:
     flash_units: dict[int, int] = field(default_factory=dict)
 
 
+# The checkout lock and the holdings are read on every checkout; written out rather than built by the
+# ORM, whose compiling of them cost more CPU than the queries themselves (docs/REPORT.md).
+_WALLET_LOCK_SQL = "SELECT `balance` FROM `shop_pointwallet` WHERE `user_id` = %s FOR UPDATE"
+_HOLDINGS_SQL = (
+    "SELECT o.user_id, i.order_id, o.status, i.product_id, i.quantity"
+    " FROM `orders_orderitem` i JOIN `orders_order` o ON o.id = i.order_id"
+    " WHERE o.user_id IN ({users}) AND (o.status = %s{flash})"
+)
+_HOLDINGS_FLASH_SQL = " OR (o.status IN (%s, %s) AND i.product_id IN ({products}))"
+
+
 def user_checkout_lock(*, user_id: int) -> int:
     """Lock the user's wallet row (the per-user checkout lock; see the module docstring) and return
     the balance. A user without a wallet (balance 0) has the user row locked instead."""
-    balance = PointWallet.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True).first()
-    if balance is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_WALLET_LOCK_SQL, [user_id])
+        row = cursor.fetchone()
+    if row is None:
         User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True).first()
         return 0
-    return balance
+    return row[0]
+
+
+def _placeholders(values: list) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 def user_holdings(*, user_ids: Iterable[int], flash_product_ids: Iterable[int] = ()) -> dict[int, Holdings]:
     """The holdings of these users, in one query (users without any are absent: use `Holdings()`)."""
     flash = sorted(set(flash_product_ids))
-    live = Q(order__status=OrderStatus.PENDING_PAYMENT)
-    if flash:
-        live |= Q(order__status__in=PAID_STATUSES, product_id__in=flash)
-    rows = (
-        OrderItem.objects.filter(live, order__user_id__in=sorted(set(user_ids)))
-        .values_list("order__user_id", "order_id", "order__status", "product_id", "quantity")
-        .order_by()
+    users = sorted(set(user_ids))
+    if not users:
+        return {}
+    sql = _HOLDINGS_SQL.format(
+        users=_placeholders(users), flash=_HOLDINGS_FLASH_SQL.format(products=_placeholders(flash)) if flash else ""
     )
+    params = [*users, OrderStatus.PENDING_PAYMENT.value]
+    if flash:
+        params += [*(status.value for status in PAID_STATUSES), *flash]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     found: dict[int, Holdings] = {}
     open_orders: dict[int, set[int]] = {}
     for user_id, order_id, status, product_id, quantity in rows:
