@@ -37,7 +37,7 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import Expression, F, Value
 
-from common.bulk_sql import insert_rows
+from common.bulk_sql import fetch_all, insert_rows, placeholders
 from common.db import hot_update, hot_write, use_case
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, Stock
@@ -180,13 +180,14 @@ def _move(order_ids: list[int], *, source: str, target: str, quantity_delta: int
     _require_transaction()
     if not order_ids:
         return []
+    reservations = [
+        Moved(*row) for row in fetch_all(_HELD_SQL.format(orders=placeholders(order_ids)), [*order_ids, str(source)])
+    ]
+    if not reservations:
+        return []
+    ids = [r.id for r in reservations]
     with connection.cursor() as cursor:
-        cursor.execute(_HELD_SQL.format(orders=", ".join(["%s"] * len(order_ids))), [*order_ids, str(source)])
-        reservations = [Moved(*row) for row in cursor.fetchall()]
-        if not reservations:
-            return []
-        ids = [r.id for r in reservations]
-        cursor.execute(_SET_STATUS_SQL.format(ids=", ".join(["%s"] * len(ids))), [str(target), *ids, str(source)])
+        cursor.execute(_SET_STATUS_SQL.format(ids=placeholders(ids)), [str(target), *ids, str(source)])
     per_product: dict[int, int] = defaultdict(int)
     for reservation in reservations:
         per_product[reservation.product_id] += reservation.quantity

@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection
 
+from common.bulk_sql import fetch_all, fetch_one, placeholders
 from orders.errors import HeldUnitsLimit, TooManyOpenOrders
 from orders.models import OrderStatus
 from shop.errors import PurchaseLimitExceeded
@@ -59,17 +59,11 @@ _HOLDINGS_FLASH_SQL = " OR (o.status IN (%s, %s) AND i.product_id IN ({products}
 def user_checkout_lock(*, user_id: int) -> int:
     """Lock the user's wallet row (the per-user checkout lock; see the module docstring) and return
     the balance. A user without a wallet (balance 0) has the user row locked instead."""
-    with connection.cursor() as cursor:
-        cursor.execute(_WALLET_LOCK_SQL, [user_id])
-        row = cursor.fetchone()
+    row = fetch_one(_WALLET_LOCK_SQL, [user_id])
     if row is None:
         User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True).first()
         return 0
     return row[0]
-
-
-def _placeholders(values: list) -> str:
-    return ", ".join(["%s"] * len(values))
 
 
 def user_holdings(*, user_ids: Iterable[int], flash_product_ids: Iterable[int] = ()) -> dict[int, Holdings]:
@@ -79,14 +73,12 @@ def user_holdings(*, user_ids: Iterable[int], flash_product_ids: Iterable[int] =
     if not users:
         return {}
     sql = _HOLDINGS_SQL.format(
-        users=_placeholders(users), flash=_HOLDINGS_FLASH_SQL.format(products=_placeholders(flash)) if flash else ""
+        users=placeholders(users), flash=_HOLDINGS_FLASH_SQL.format(products=placeholders(flash)) if flash else ""
     )
     params = [*users, OrderStatus.PENDING_PAYMENT.value]
     if flash:
         params += [*(status.value for status in PAID_STATUSES), *flash]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = fetch_all(sql, params)
     found: dict[int, Holdings] = {}
     open_orders: dict[int, set[int]] = {}
     for user_id, order_id, status, product_id, quantity in rows:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from common.bulk_sql import placeholders
 from outbox.apply import publication_steps
 from outbox.models import DeadLetter, OutboxEvent, ProcessedEvent
 from outbox.selectors import fallback_watermark, recorded_sql
@@ -24,8 +25,7 @@ def outbox_purge_run(*, now: dt.datetime | None = None, batch_size: int = 1000) 
     done = [recorded_sql(table)]
     params: list[Any] = [connection.ops.adapt_datetimefield_value(cutoff), ProcessedEvent.OUTBOX_CONSUMER]
     for step, types in publication_steps().items():
-        marks = ", ".join(["%s"] * len(types))
-        done.append(f"({table}.type NOT IN ({marks}) OR {recorded_sql(table)})")
+        done.append(f"({table}.type NOT IN ({placeholders(types)}) OR {recorded_sql(table)})")
         params += [*types, step]
     sql = (
         f"DELETE FROM {table} WHERE {table}.created_at < %s AND {' AND '.join(done)}"

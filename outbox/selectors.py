@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models import Min
 from django.utils import timezone
 
+from common.bulk_sql import placeholders
 from outbox.models import DeadLetter, FallbackWatermark, OutboxEvent, ProcessedEvent, RelayCheckpoint
 
 INBOX = ProcessedEvent._meta.db_table
@@ -90,8 +91,7 @@ def unapplied_events(
     for step, types in steps.items():
         types = list(types)
         if types:
-            marks = ", ".join(["%s"] * len(types))
-            missing.append(f"(e.type IN ({marks}) AND NOT {recorded_sql('e')})")
+            missing.append(f"(e.type IN ({placeholders(types)}) AND NOT {recorded_sql('e')})")
             params += [*types, step]
     where.append("(" + " OR ".join(missing) + ")")
     where.append(

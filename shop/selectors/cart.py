@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import connection
-
+from common.bulk_sql import fetch_all
 from shop.errors import CartItemNotFound
 from shop.models import Cart, CartItem
 from shop.pricing import line_total
@@ -69,7 +68,7 @@ class CartView:
 
 def cart_get(*, user_id: int) -> CartView:
     """The user's cart in one query when it has lines (their cart id comes with them)."""
-    rows = _rows(_LINES_OF_USER_SQL, user_id)
+    rows = fetch_all(_LINES_OF_USER_SQL, [user_id])
     if rows:
         return CartView(id=rows[0][0], user_id=user_id, items=[_line(row) for row in rows])
     cart_id = Cart.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
@@ -78,7 +77,7 @@ def cart_get(*, user_id: int) -> CartView:
 
 def cart_lines(*, cart_id: int) -> list[CartLine]:
     """A cart's lines with their products, in the order the API shows them."""
-    return [_line(row) for row in _rows(_LINES_OF_CART_SQL, cart_id)]
+    return [_line(row) for row in fetch_all(_LINES_OF_CART_SQL, [cart_id])]
 
 
 # What a cart's answer and its writes read of a line and its product: the cart id, then CartLine's
@@ -91,12 +90,6 @@ _LINES_SQL = (
 )
 _LINES_OF_CART_SQL = _LINES_SQL + " WHERE ci.cart_id = %s ORDER BY ci.id"
 _LINES_OF_USER_SQL = _LINES_SQL + " JOIN shop_cart c ON c.id = ci.cart_id WHERE c.user_id = %s ORDER BY ci.id"
-
-
-def _rows(sql: str, key: int) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [key])
-        return cursor.fetchall()
 
 
 def _line(row: tuple) -> CartLine:

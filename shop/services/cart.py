@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
+from common.bulk_sql import fetch_one
 from common.db import use_case
 from shop.errors import CartFull, CartItemNotFound, ProductNotFound, PurchaseLimitExceeded
 from shop.models import Cart, CartItem, Product
@@ -111,17 +112,13 @@ _LOCK_CART_SQL = "SELECT id FROM shop_cart WHERE user_id = %s FOR UPDATE"
 
 def _active_product(product_id: int) -> tuple[str, int, bool] | None:
     """(name, price, is flash sale) of an active product; None if it is unknown or inactive."""
-    with connection.cursor() as cursor:
-        cursor.execute(_ACTIVE_PRODUCT_SQL, [product_id, Product.Status.ACTIVE.value])
-        row = cursor.fetchone()
+    row = fetch_one(_ACTIVE_PRODUCT_SQL, [product_id, Product.Status.ACTIVE.value])
     return None if row is None else (row[0], row[1], bool(row[2]))
 
 
 def _lock_cart(user_id: int) -> int | None:
     """Lock the user's cart row; its id, or None if the user has none."""
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_CART_SQL, [user_id])
-        row = cursor.fetchone()
+    row = fetch_one(_LOCK_CART_SQL, [user_id])
     return None if row is None else row[0]
 
 

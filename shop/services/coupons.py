@@ -35,6 +35,7 @@ from django.core.cache import caches
 from django.db import IntegrityError, connection
 from redis.exceptions import RedisError
 
+from common.bulk_sql import fetch_one
 from common.db import use_case
 from common.mysql import update_returning
 from outbox.services import outbox_enqueue
@@ -124,9 +125,7 @@ _ISSUE_STATE_SQL = (
 
 
 def _issue_state(coupon_id: int, user_id: int) -> _IssueState | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_ISSUE_STATE_SQL, [user_id, coupon_id])
-        row = cursor.fetchone()
+    row = fetch_one(_ISSUE_STATE_SQL, [user_id, coupon_id])
     if row is None:
         return None
     valid_from, valid_to, issued, total, held = row
