@@ -1,6 +1,7 @@
 """One multi-row INSERT (optionally an upsert), and one multi-row UPDATE by primary key, for hot paths
 (the checkout consumer's batches, SSE events stored in bulk); and the small helpers of the statements
-hot paths write out rather than have the ORM compile (`placeholders`, `fetch_one`, `fetch_all`).
+hot paths write out rather than have the ORM compile (`placeholders`, `fetch_one`, `fetch_all`,
+`insert_one`).
 
 `QuerySet.bulk_create` prepares every value of every row through its field (about 0.2 ms of CPU per
 row here): for a batch of 1,000 queued requests (orders, items, reservations, request rows, SSE
@@ -41,6 +42,13 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
+
+
+def insert_one(sql: str, params: Sequence[Any]) -> int:
+    """Run a written-out single-row INSERT; return the row's AUTO_INCREMENT id (0 for a table without one)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.lastrowid
 
 
 def insert_rows(objs: Sequence[models.Model], *, update_fields: Sequence[str] = ()) -> None:

@@ -42,6 +42,37 @@ def enqueue(event_type: str, *, age: float = 0.0, **payload) -> OutboxEvent:
 
 
 @pytest.mark.django_db
+def test_an_enqueued_row_reads_back_as_the_instance_it_returned():
+    """`outbox_enqueue` writes its row as SQL: the ORM (the fallback, the admin) must read the same row."""
+    before = timezone.now()
+    at = dt.datetime(2026, 12, 4, 20, 0, 0, 123000, tzinfo=dt.UTC)  # DjangoJSONEncoder keeps milliseconds
+    with transaction.atomic():
+        row = outbox_enqueue(
+            aggregate_type="order",
+            aggregate_id=42,
+            event_type="TestCreated",
+            payload={"amount": 1500, "at": at, "id": uuid.UUID(int=7), "nested": {"items": [1, 2]}, "none": None},
+        )
+
+    stored = OutboxEvent.objects.get(pk=row.pk)
+    assert isinstance(row.pk, uuid.UUID) and stored.pk == row.pk
+    assert (stored.aggregatetype, stored.aggregateid, stored.type) == ("order", "42", "TestCreated")
+    assert (
+        stored.payload
+        == row.payload
+        == {
+            "amount": 1500,
+            "at": "2026-12-04T20:00:00.123Z",
+            "id": str(uuid.UUID(int=7)),
+            "nested": {"items": [1, 2]},
+            "none": None,
+        }
+    )
+    assert stored.created_at == row.created_at and before <= stored.created_at <= timezone.now()
+    assert event_from_row(stored) == event_from_row(row)
+
+
+@pytest.mark.django_db
 def test_an_event_is_applied_once_and_recorded_with_its_effect(register_handler):
     register_handler("TestCreated", create_category)
     event = an_event(name="one")

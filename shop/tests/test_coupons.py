@@ -60,9 +60,12 @@ def issue(client, coupon_id, **extra):
 
 def test_issue_then_already_issued(auth_api, user):
     coupon = CouponFactory(total_quantity=3)
+    before = timezone.now()
     first = issue(auth_api, coupon.pk)
     assert first.status_code == 200
     user_coupon = UserCoupon.objects.get()
+    assert before <= user_coupon.issued_at <= timezone.now()  # the row is written as SQL: its time as the ORM's
+    assert (user_coupon.used_at, user_coupon.used_order_id, user_coupon.held_order_id) == (None, None, None)
     assert first.json() == {
         "success": True,
         "data": {"userCouponId": user_coupon.pk, "couponId": coupon.pk, "issuedQuantity": 1, "remainingQuantity": 2},
