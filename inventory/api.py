@@ -8,10 +8,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.serializers import Serializer
 from inventory.selectors import stock_view
 
 
-class StockOutput(serializers.Serializer):
+class StockOutput(Serializer):
     productId = serializers.IntegerField()
     quantity = serializers.IntegerField(help_text="units on hand (reserved ones included)")
     reservedQuantity = serializers.IntegerField(help_text="units held by unpaid orders")

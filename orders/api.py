@@ -10,6 +10,7 @@ from common.auth import acting_user_id, query_user_id
 from common.fields import StrictBooleanField, StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID, cursor_page, cursor_params
+from common.serializers import Serializer
 from orders.errors import InvalidItems
 from orders.models import Order
 from orders.selectors import order_get, order_list
@@ -17,7 +18,7 @@ from orders.services import LineRequest, checkout_initiate, order_cancel
 from shop.pricing import MAX_LINE_QUANTITY, MAX_LINES
 
 
-class OrderItemOutput(serializers.Serializer):
+class OrderItemOutput(Serializer):
     productId = serializers.IntegerField(source="product_id")
     productName = serializers.CharField(source="product_name")
     quantity = serializers.IntegerField()
@@ -27,7 +28,7 @@ class OrderItemOutput(serializers.Serializer):
     lineTotal = serializers.IntegerField(source="line_total")
 
 
-class OrderOutput(serializers.Serializer):
+class OrderOutput(Serializer):
     orderId = serializers.IntegerField(source="pk")
     orderNumber = serializers.CharField(source="order_number")
     userId = serializers.IntegerField(source="user_id")
@@ -49,7 +50,7 @@ class OrderOutput(serializers.Serializer):
         return max(0, int((order.expires_at - timezone.now()).total_seconds()))
 
 
-class LineInput(serializers.Serializer):
+class LineInput(Serializer):
     productId = StrictIntegerField(min_value=1, max_value=MAX_ID)
     quantity = StrictIntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
     giftWrap = StrictBooleanField(default=False)
@@ -78,7 +79,7 @@ def _order_response(order: Order, code: int = status.HTTP_200_OK) -> Response:
 
 
 class CheckoutInitiateView(APIView):
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         cartItemIds = serializers.ListField(
             child=StrictIntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=MAX_LINES
@@ -122,7 +123,7 @@ class CheckoutInitiateView(APIView):
 class OrdersView(APIView):
     """`POST /orders` (old clients: the same use case as a direct checkout) and `GET /orders`."""
 
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         items = LineInput(many=True, allow_empty=False, max_length=MAX_LINES)
         deliveryAddress = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
@@ -170,7 +171,7 @@ class OrderDetailView(APIView):
 
 
 class OrderCancelView(APIView):
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         reason = serializers.CharField(max_length=255, allow_blank=True, required=False, default="")
 

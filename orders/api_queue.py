@@ -15,6 +15,7 @@ from common.auth import acting_user_id
 from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
+from common.serializers import Serializer
 from common.sse.views import sse_token_issue, subscribe_url
 from orders.api import LineInput, OrderOutput, exactly_one_line_source, line_requests
 from orders.queue.admission import queue_request_enqueue
@@ -23,13 +24,13 @@ from orders.selectors import order_get, queue_request_get
 from shop.pricing import MAX_LINES, MAX_QUEUE_QUANTITY
 
 
-class EnqueuedOutput(serializers.Serializer):
+class EnqueuedOutput(Serializer):
     requestId = serializers.UUIDField()
     queuePosition = serializers.IntegerField()
     estimatedWaitSeconds = serializers.IntegerField()
 
 
-class QueueStatusOutput(serializers.Serializer):
+class QueueStatusOutput(Serializer):
     requestId = serializers.UUIDField(source="request_id")
     status = serializers.ChoiceField(choices=["QUEUED", "COMPLETED", "FAILED"])
     productId = serializers.IntegerField(source="product_id", allow_null=True, help_text="null for `POST /checkout`")
@@ -50,7 +51,7 @@ class CheckoutQueueView(APIView):
     throttle_scope = "queue_enqueue"
 
     @extend_schema_serializer(component_name="CheckoutQueueInput")  # nested `Input`s share a name
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         productId = StrictIntegerField(min_value=1, max_value=MAX_ID)
         quantity = StrictIntegerField(min_value=1, max_value=MAX_QUEUE_QUANTITY, default=1)
@@ -101,7 +102,7 @@ class CheckoutQueueStatusView(APIView):
         return Response(QueueStatusOutput(queue_request_get(user_id=request.user.pk, request_id=request_id)).data)
 
 
-class SseTokenOutput(serializers.Serializer):
+class SseTokenOutput(Serializer):
     token = serializers.CharField()
     expiresIn = serializers.IntegerField(help_text="seconds during which the token may open a stream")
     subscribeUrl = serializers.CharField()
@@ -143,7 +144,7 @@ CHECKOUT_DESCRIPTION = (
 )
 
 
-class CheckoutAcceptedOutput(serializers.Serializer):
+class CheckoutAcceptedOutput(Serializer):
     requestId = serializers.UUIDField(source="request.request_id")
     mode = serializers.ChoiceField(choices=["QUEUED", "SYNC_FALLBACK"], source="request.mode")
     queuePosition = serializers.IntegerField(source="request.queue_position")
@@ -153,7 +154,7 @@ class CheckoutAcceptedOutput(serializers.Serializer):
 
 class CheckoutView(APIView):
     @extend_schema_serializer(component_name="CheckoutInput")
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         items = LineInput(many=True, required=False, max_length=MAX_LINES)
         cartItemIds = serializers.ListField(
@@ -195,7 +196,7 @@ class CheckoutView(APIView):
         return Response(CheckoutAcceptedOutput(answer).data)
 
 
-class CheckoutStatusOutput(serializers.Serializer):
+class CheckoutStatusOutput(Serializer):
     requestId = serializers.UUIDField(source="request_id")
     queuePosition = serializers.IntegerField(source="queue_position")
     status = serializers.ChoiceField(choices=["QUEUED", "COMPLETED", "FAILED"])

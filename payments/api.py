@@ -9,11 +9,12 @@ from common.auth import acting_user_id
 from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
+from common.serializers import Serializer
 from payments.selectors import payment_get, payment_list
 from payments.services import payment_process
 
 
-class PaymentOutput(serializers.Serializer):
+class PaymentOutput(Serializer):
     id = serializers.IntegerField()
     paymentNumber = serializers.CharField(source="payment_number")
     orderId = serializers.IntegerField(source="order_id")
@@ -25,7 +26,7 @@ class PaymentOutput(serializers.Serializer):
 
 
 class PaymentProcessView(APIView):
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         orderId = StrictIntegerField(min_value=1, max_value=MAX_ID)
         userId = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False)
         amount = StrictIntegerField(min_value=0, max_value=10**12)

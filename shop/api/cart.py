@@ -10,6 +10,7 @@ from common.errors import InvalidParameter
 from common.fields import StrictBooleanField, StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import bounded_int
+from common.serializers import Serializer
 from shop.pricing import GIFT_WRAP_PRICE, MAX_LINE_QUANTITY, MAX_LINES
 from shop.selectors.cart import CartView, cart_get
 from shop.services.cart import cart_clear, cart_item_remove, cart_item_set, cart_item_update_quantity
@@ -18,7 +19,7 @@ from shop.services.cart import cart_clear, cart_item_remove, cart_item_set, cart
 # The answer's schema (drf-spectacular). The answer itself is built by `cart_answer` from plain rows:
 # through these serializers a 50-line cart cost several ms of CPU (docs/REPORT.md); a test checks
 # that the two agree field by field.
-class CartItemOutput(serializers.Serializer):
+class CartItemOutput(Serializer):
     id = serializers.IntegerField()
     productId = serializers.IntegerField(source="product_id")
     productName = serializers.CharField(source="product_name")
@@ -31,7 +32,7 @@ class CartItemOutput(serializers.Serializer):
     )
 
 
-class CartOutput(serializers.Serializer):
+class CartOutput(Serializer):
     id = serializers.IntegerField(allow_null=True, help_text="null until the user first writes to the cart")
     userId = serializers.IntegerField(source="user_id")
     items = CartItemOutput(many=True)
@@ -88,7 +89,7 @@ class CartDetailView(APIView):
 
 
 class CartItemSetView(APIView):
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         class Meta:
             ref_name = "CartItemSet"  # every view's nested Input would otherwise share one schema name
 

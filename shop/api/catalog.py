@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.pagination import DEFAULT_SIZE, MAX_ID, MAX_SIZE, bounded_int, cursor_params
+from common.serializers import Serializer
 from shop.caches import page_payload, popular_payload, product_payload, ranking_payload
 from shop.rankings import PERIODS
 from shop.selectors.catalog import (
@@ -45,7 +46,7 @@ class PublicView(APIView):
 # a test keeps the two in step.
 
 
-class ProductOutput(serializers.Serializer):
+class ProductOutput(Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     description = serializers.CharField()
@@ -57,14 +58,14 @@ class PopularOutput(ProductOutput):
     salesCount = serializers.IntegerField(source="sales_count", help_text="quantity sold in the last 3 days")
 
 
-class ProductPageOutput(serializers.Serializer):
+class ProductPageOutput(Serializer):
     contents = ProductOutput(many=True)
     lastId = serializers.IntegerField(
         source="last_id", allow_null=True, help_text="pass as `lastId` for the next page; null on the last page"
     )
 
 
-class RankingOutput(serializers.Serializer):
+class RankingOutput(Serializer):
     rank = serializers.IntegerField(help_text="1 = best; 0 = did not sell today (own rank only)")
     productId = serializers.IntegerField(source="product_id")
     productName = serializers.CharField(source="product_name")

@@ -9,12 +9,13 @@ from common.auth import acting_user_id, query_user_id
 from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import MAX_ID
+from common.serializers import Serializer
 from shop.models import Coupon, UserCoupon
 from shop.selectors.coupons import coupon_list_issuable, user_coupon_display_status, user_coupon_list
 from shop.services.coupons import coupon_issue
 
 
-class CouponOutput(serializers.Serializer):
+class CouponOutput(Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     discountType = serializers.ChoiceField(source="discount_type", choices=Coupon.DiscountType.choices)
@@ -31,14 +32,14 @@ class CouponOutput(serializers.Serializer):
         return coupon.total_quantity - coupon.issued_quantity
 
 
-class IssueOutput(serializers.Serializer):
+class IssueOutput(Serializer):
     userCouponId = serializers.IntegerField()
     couponId = serializers.IntegerField()
     issuedQuantity = serializers.IntegerField()
     remainingQuantity = serializers.IntegerField()
 
 
-class UserCouponOutput(serializers.Serializer):
+class UserCouponOutput(Serializer):
     id = serializers.IntegerField()
     couponId = serializers.IntegerField(source="coupon_id")
     name = serializers.CharField(source="coupon.name")
@@ -70,7 +71,7 @@ class CouponListView(APIView):
 class CouponIssueView(APIView):
     throttle_scope = "coupon_issue"
 
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         class Meta:
             ref_name = "CouponIssue"  # every view's nested Input would otherwise share one schema name
 

@@ -8,11 +8,12 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from common.idempotency import idempotent
 from common.jwt import ShopTokenRefreshSerializer
+from common.serializers import Serializer
 from shop.selectors.users import user_get_active
 from shop.services.users import user_create
 
 
-class UserOutput(serializers.Serializer):
+class UserOutput(Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
     email = serializers.EmailField()
@@ -24,7 +25,7 @@ class UserCreateView(APIView):
     authentication_classes: list = []
     throttle_scope = "auth"
 
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
         email = serializers.EmailField(max_length=254)
         password = serializers.CharField(min_length=8, max_length=128, write_only=True)

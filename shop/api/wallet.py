@@ -7,18 +7,19 @@ from common.auth import acting_user_id
 from common.fields import StrictIntegerField
 from common.idempotency import idempotent
 from common.pagination import cursor_page, cursor_params
+from common.serializers import Serializer
 from shop.models import PointHistory
 from shop.models.wallet import MAX_BALANCE
 from shop.selectors.wallet import points_balance, points_history
 from shop.services.wallet import points_charge
 
 
-class BalanceOutput(serializers.Serializer):
+class BalanceOutput(Serializer):
     userId = serializers.IntegerField()
     balance = serializers.IntegerField()
 
 
-class HistoryOutput(serializers.Serializer):
+class HistoryOutput(Serializer):
     id = serializers.IntegerField()
     amount = serializers.IntegerField(help_text="signed: + CHARGE/REFUND, - USE")
     type = serializers.ChoiceField(choices=PointHistory.Type.choices)
@@ -46,7 +47,7 @@ class BalanceView(APIView):
 
 
 class ChargeView(APIView):
-    class Input(serializers.Serializer):
+    class Input(Serializer):
         class Meta:
             ref_name = "PointsCharge"  # every view's nested Input would otherwise share one schema name
 
