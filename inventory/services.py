@@ -105,9 +105,11 @@ def stock_reserve(
     _require_transaction()
     wanted = _merge(lines)
     guarded = frozenset(guarded)
-    Reservation.objects.bulk_create(
-        Reservation(order_id=order_id, product_id=product_id, quantity=quantity, expires_at=expires_at)
-        for product_id, quantity in wanted.items()
+    insert_rows(
+        [
+            Reservation(order_id=order_id, product_id=product_id, quantity=quantity, expires_at=expires_at)
+            for product_id, quantity in wanted.items()
+        ]
     )
 
     def write() -> None:

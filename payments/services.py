@@ -17,6 +17,7 @@ import secrets
 
 from django.utils import timezone
 
+from common.bulk_sql import insert_instance
 from common.db import use_case
 from inventory.services import stock_consume
 from orders.locks import lock_order
@@ -52,8 +53,10 @@ def payment_process(*, user_id: int, order_id: int, amount: int, method: str = "
         coupon_services.user_coupon_use(order_id=order.pk, now=now)
     reservations = stock_consume(order_id=order.pk)  # the stock rows themselves are written last
     order_transition(order, OrderStatus.PAID, paid_at=now)
-    payment = Payment.objects.create(
-        payment_number=new_payment_number(), order=order, user_id=user_id, amount=order.final_amount, method=method
+    payment = insert_instance(
+        Payment(
+            payment_number=new_payment_number(), order=order, user_id=user_id, amount=order.final_amount, method=method
+        )
     )
     outbox_enqueue(
         aggregate_type="order",

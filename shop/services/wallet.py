@@ -20,6 +20,7 @@ from __future__ import annotations
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from common.bulk_sql import insert_instance
 from common.db import use_case
 from common.mysql import update_returning
 from shop.errors import (
@@ -154,12 +155,14 @@ def _record(
     user_id: int, signed_amount: int, kind: str, *, balance: int, order_id: int | None, description: str
 ) -> int:
     """Write the ledger row of a change that left the wallet at `balance`; returns that balance."""
-    PointHistory.objects.create(
-        user_id=user_id,
-        amount=signed_amount,
-        type=kind,
-        balance_after=balance,
-        order_id=order_id,
-        description=description[:255],
+    insert_instance(
+        PointHistory(
+            user_id=user_id,
+            amount=signed_amount,
+            type=kind,
+            balance_after=balance,
+            order_id=order_id,
+            description=description[:255],
+        )
     )
     return balance
