@@ -11,12 +11,13 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from common.bulk_sql import insert_instance, insert_rows
+from common.bulk_sql import fetch_all, insert_instance, insert_rows, placeholders
 from common.db import use_case
 from inventory.errors import InsufficientStock
 from inventory.services import stock_release, stock_reserve, stock_restock
@@ -87,10 +88,10 @@ def checkout_initiate(
     lines = checkout_lines_from_cart(user_id, cart_item_ids) if cart_item_ids is not None else list(direct_items or [])
     checkout_lines_validate(lines)
 
-    products = Product.objects.select_related("stock").in_bulk([line.product_id for line in lines])
+    products = _checkout_products([line.product_id for line in lines])
     for line in lines:
         product = products.get(line.product_id)
-        if product is None or product.status != Product.Status.ACTIVE:
+        if product is None or not product.active:
             raise ProductNotFound(data={"productId": line.product_id})
     flash = [line.product_id for line in lines if products[line.product_id].is_flash_sale]
     _refuse_sold_out_flash(lines, products, flash)
@@ -138,14 +139,40 @@ def checkout_initiate(
     return order
 
 
-def _refuse_sold_out_flash(lines: list[LineRequest], products: dict[int, Product], flash: list[int]) -> None:
+class CheckoutProduct(NamedTuple):
+    """What a checkout reads of a product and its stock row (one plain read, no lock)."""
+
+    name: str
+    price: int
+    active: bool
+    is_flash_sale: bool
+    available: int  # units neither sold nor reserved; 0 without a stock row
+
+
+# Written out: the ORM's `select_related("stock").in_bulk(...)` cost more CPU to compile and to build
+# two models per product than the statement cost to run, on every checkout (docs/REPORT.md).
+_PRODUCTS_SQL = (
+    "SELECT p.`id`, p.`name`, p.`price`, p.`status`, p.`is_flash_sale`,"
+    " COALESCE(s.`quantity` - s.`reserved_quantity`, 0) FROM `shop_product` p"
+    " LEFT JOIN `inventory_stock` s ON s.`product_id` = p.`id` WHERE p.`id` IN ({ids})"
+)
+
+
+def _checkout_products(product_ids: list[int]) -> dict[int, CheckoutProduct]:
+    rows = fetch_all(_PRODUCTS_SQL.format(ids=placeholders(product_ids)), product_ids)
+    return {
+        product_id: CheckoutProduct(name, price, status == Product.Status.ACTIVE, bool(flash), int(available))
+        for product_id, name, price, status, flash, available in rows
+    }
+
+
+def _refuse_sold_out_flash(lines: list[LineRequest], products: dict[int, CheckoutProduct], flash: list[int]) -> None:
     """A flash product that visibly lacks the units (read with the product, no lock) is refused before
     any lock or write; the reservation at the end (guarded by the stock row's CHECK constraints) stays the
     real check."""
     for line in lines:
         if line.product_id in flash:
-            stock = getattr(products[line.product_id], "stock", None)
-            available = stock.available_quantity if stock is not None else 0
+            available = products[line.product_id].available
             if available < line.quantity:
                 raise InsufficientStock(
                     data={"productId": line.product_id, "requested": line.quantity, "available": available}
@@ -153,7 +180,7 @@ def _refuse_sold_out_flash(lines: list[LineRequest], products: dict[int, Product
 
 
 def _create_items(
-    order: Order, priced: list[tuple[LineRequest, int, int]], products: dict[int, Product]
+    order: Order, priced: list[tuple[LineRequest, int, int]], products: dict[int, CheckoutProduct]
 ) -> list[OrderItem]:
     """The order's lines. A cart line already backing a live order trips the unique key
     (cart_item_id, cart_item_live): 409 CART_ITEM_IN_OPEN_ORDER, and the whole checkout rolls back."""

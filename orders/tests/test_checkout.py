@@ -4,7 +4,8 @@ from django.utils import timezone
 from inventory.models import Reservation, Stock
 from orders.models import Order, OrderItem
 from orders.tests.helpers import balance_of, fund, give_coupon, make_product, stock_of
-from shop.models import CartItem, UserCoupon
+from shop.models import CartItem, Product, UserCoupon
+from shop.tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -124,6 +125,29 @@ def test_refusals_change_nothing(auth_api, user, body, status, code):
     assert response.json()["errorCode"] == code
     assert Order.objects.count() == 0 and Reservation.objects.count() == 0
     assert stock_of(product) == (5, 0)
+
+
+@pytest.mark.parametrize("flash", [False, True])
+def test_an_inactive_product_is_not_found_and_one_without_a_stock_row_has_none(auth_api, user, flash):
+    """What the checkout's one read of the products and their stock rows decides, before any lock."""
+    fund(user, 1_000_000)
+    inactive = make_product(stock=5, status=Product.Status.INACTIVE, is_flash_sale=flash)
+    no_row = ProductFactory(is_flash_sale=flash)  # never stocked
+    partly = make_product(stock=3, is_flash_sale=flash)
+
+    response = checkout(auth_api, directOrderItems=[{"productId": inactive.pk, "quantity": 1}])
+    assert response.status_code == 404 and response.json()["errorCode"] == "PRODUCT_NOT_FOUND"
+    assert response.json()["data"] == {"productId": inactive.pk}
+    for product, wanted, available in ((no_row, 1, 0), (partly, 4, 3)):
+        response = checkout(auth_api, directOrderItems=[{"productId": product.pk, "quantity": wanted}])
+        assert response.status_code == 409 and response.json()["errorCode"] == "INSUFFICIENT_STOCK"
+        assert response.json()["data"] == {"productId": product.pk, "requested": wanted, "available": available}
+    assert Order.objects.count() == 0 and Reservation.objects.count() == 0
+    assert stock_of(inactive) == (5, 0) and stock_of(partly) == (3, 0)
+
+    response = checkout(auth_api, directOrderItems=[{"productId": partly.pk, "quantity": 2}])  # flash limit: 2
+    assert response.status_code == 200, response.json()
+    assert stock_of(partly) == (3, 2)
 
 
 def test_checkout_for_another_user_is_403(auth_api, other_user):
