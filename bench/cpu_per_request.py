@@ -338,6 +338,9 @@ def main() -> None:
     if args.out:
         rows = [r.__dict__ | {"total": r.total} for r in results]
         Path(args.out).write_text(json.dumps({"load_average": load, "idle_cores": idle, "results": rows}, indent=2))
+    refused = [f"{r.name} ({r.mode}): {r.statuses}" for r in results if any(int(s) >= 400 for s in r.statuses)]
+    if refused:  # e.g. expired tokens: the CPU of a 401 is not the endpoint's (make tokens)
+        sys.exit("[cpu] not every request succeeded, so these figures are not the endpoints': " + "; ".join(refused))
 
 
 if __name__ == "__main__":
