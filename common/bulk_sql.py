@@ -1,7 +1,8 @@
 """One multi-row INSERT (optionally an upsert), and one multi-row UPDATE by primary key, for hot paths
 (the checkout consumer's batches, SSE events stored in bulk); and the small helpers of the statements
-hot paths write out rather than have the ORM compile (`placeholders`, `fetch_one`, `fetch_all`,
-`insert_one`), and `insert_instance`, one model instance saved the same way.
+hot paths write out rather than have the ORM compile (`placeholders`, `fetch_one`, `fetch_all`), and
+`insert_instance`, one model instance saved the same way (the hot paths' single rows: the order, the
+payment, the ledger row, the issued coupon, every outbox event).
 
 `QuerySet.bulk_create` prepares every value of every row through its field (about 0.2 ms of CPU per
 row here): for a batch of 1,000 queued requests (orders, items, reservations, request rows, SSE
@@ -45,13 +46,6 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
         return list(cursor.fetchall())
 
 
-def insert_one(sql: str, params: Sequence[Any]) -> int:
-    """Run a written-out single-row INSERT; return the row's AUTO_INCREMENT id (0 for a table without one)."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.lastrowid
-
-
 def insert_rows(objs: Sequence[models.Model], *, update_fields: Sequence[str] = ()) -> None:
     """INSERT the instances (all of one model) in one statement; with `update_fields`, rows whose
     primary or unique key exists are updated instead (ON DUPLICATE KEY UPDATE those columns)."""
@@ -64,9 +58,9 @@ def insert_rows(objs: Sequence[models.Model], *, update_fields: Sequence[str] = 
 
 def insert_instance(obj: M) -> M:
     """INSERT one instance, as `Model.objects.create` would, and return it saved: its AUTO_INCREMENT
-    key set from the statement (`lastrowid`), its auto_now fields filled. For the rows a checkout or a
-    payment writes (the order, the payment, the ledger row): `create`'s save machinery cost about
-    0.1 ms of CPU more per row (docs/REPORT.md). No signals are sent: none of ours listens."""
+    key set from the statement (`lastrowid`) unless it came with one, its auto_now fields filled.
+    `create`'s save machinery cost about 0.1 ms of CPU more per row (docs/REPORT.md). No signals are
+    sent: none of ours listens."""
     sql, params = _insert_statement([obj], ())
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
