@@ -5,7 +5,7 @@ PY := .venv/bin/python
 -include .env
 export
 
-.PHONY: help packages venv services services-down migrate seed run up cluster cluster-up stop down status test test-browser test-faults test-cluster lint format bench bench-queue capacity tokens
+.PHONY: help packages venv services services-down migrate seed run up cluster cluster-up stop down status test test-browser test-faults test-cluster lint format bench bench-queue bench-baseline capacity tokens
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ tokens: seed  ## write access tokens for users 1..1000 to k6/results/tokens.json
 
 bench: seed  ## run a benchmark/load scenario: make bench SCENARIO=<name> (see k6/README.md)
 	@scripts/bench.sh $(SCENARIO)
+
+bench-baseline: venv  ## the same scenario against an older commit (REV=0f1a688), in a worktree on its own database; main stack stopped first
+	@scripts/bench_baseline.sh
 
 capacity: seed  ## the event simulation at 100/300/500/1000 VUs -> one table and chart (LEVELS=...)
 	@scripts/capacity.sh

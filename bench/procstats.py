@@ -27,6 +27,7 @@ SHARED = {"mariadbd": "mariadbd", "redis-server": "redis-server", "tansu": "tans
 STACK_ROLES = (
     ("nginx: ", "nginx"),  # the proxy's master and worker processes name themselves so
     ("granian", "web"),
+    ("gunicorn", "web"),  # the web server of older commits (scripts/bench_baseline.sh)
     ("uvicorn", "uvicorn"),
     ("celery", "celery"),
     ("run_consumer", "consumers"),

@@ -13,6 +13,7 @@
 #   VUS, TIME_SCALE, THINK_MIN, THINK_MAX, DURATION, SYNC   passed to the k6 script (see k6/README.md)
 #   FLASH_STOCK (20000)   units made available on each flash product before the run
 #   LABEL                 added to the report folder name (the capacity run uses vus<N>)
+#   WEB_LABEL             how the report names the web server (scripts/bench_baseline.sh: the older commit's)
 #   REPORT_ROOT (bench/reports)  RAW_ROOT ($RUN_DIR/bench): where raw samples go (large, not committed)
 # Exit status: non-zero if the invariant audit fails (k6 threshold failures are reported, not fatal).
 set -euo pipefail
@@ -78,7 +79,8 @@ cat "$RAW_DIR/audit.txt"
 
 # 5. report
 $PY bench/report.py run --raw "$RAW_DIR" --out "$REPORT_DIR" --scenario "$SCENARIO" \
-  --k6-exit "$K6_RC" --audit-exit "$AUDIT_RC" --web "granian (WSGI) behind nginx, workers=${WEB_WORKERS:-2} threads=${WEB_THREADS:-8}"
+  --k6-exit "$K6_RC" --audit-exit "$AUDIT_RC" \
+  --web "${WEB_LABEL:-granian (WSGI) behind nginx, workers=${WEB_WORKERS:-2} threads=${WEB_THREADS:-8}}"
 echo "[bench] report: $REPORT_DIR/report.md (k6 exit $K6_RC, audit exit $AUDIT_RC)"
 echo "$REPORT_DIR" >"$RAW_DIR/report-dir"
 exit "$AUDIT_RC"
