@@ -58,6 +58,13 @@ def auth_api(user):
     return client
 
 
+def executed_sql(captured) -> list[str]:
+    """The statements a CaptureQueriesContext saw, one per round trip. A transaction's BEGIN travels in front
+    of its first statement (`BEGIN;\n<statement>`, common/db_backend); it is left out here, so tests read
+    each statement as it is written."""
+    return [query["sql"].removeprefix("BEGIN;\n") for query in captured.captured_queries]
+
+
 def client_for(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=bearer(user))

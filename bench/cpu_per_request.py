@@ -119,6 +119,7 @@ class Client:
 
 PRODUCT_ID = 42  # an ordinary product with plenty of stock (flash products are 1..5)
 COUPON_ID = 4  # a plentiful coupon: an issue succeeds once per user
+SOLD_OUT_COUPON_ID = 10  # 5 units, issued before the run: every request is 409 COUPON_SOLD_OUT (most of an event's)
 
 
 def _user(tokens: dict[str, str], i: int) -> tuple[int, str]:
@@ -159,6 +160,11 @@ def ep_coupon_issue(c: Client, tokens, i):
     return c.call("POST", f"/api/v1/coupons/issue?userId={user}", token, {"couponId": COUPON_ID})[0]
 
 
+def ep_coupon_sold_out(c: Client, tokens, i):
+    user, token = _user(tokens, i)
+    return c.call("POST", f"/api/v1/coupons/issue?userId={user}", token, {"couponId": SOLD_OUT_COUPON_ID})[0]
+
+
 def ep_checkout_pay(c: Client, tokens, i):
     user, token = _user(tokens, i)
     items = [{"productId": PRODUCT_ID, "quantity": 1}]
@@ -179,6 +185,7 @@ ENDPOINTS = {
     "cart_view": ep_cart_view,
     "cart_add": ep_cart_add,
     "coupon_issue": ep_coupon_issue,
+    "coupon_sold_out": ep_coupon_sold_out,
     "checkout_pay": ep_checkout_pay,
 }
 
@@ -192,12 +199,26 @@ for user_id in PointWallet.objects.filter(balance__lt={low}).values_list("user_i
     points_charge(user_id=user_id, amount={amount}, description="cpu_per_request top-up")
 """
 
+SELL_OUT = """
+from django.utils import timezone
+from shop.errors import CouponSoldOut
+from shop.services.coupons import coupon_issue
+for user_id in range(1, 100):
+    try:
+        coupon_issue(coupon_id={coupon}, user_id=user_id, now=timezone.now())
+    except CouponSoldOut:
+        break  # refused by the database, which set the sold-out flag
+"""
+
 
 def reset_for(name: str) -> None:
     """Make every request of a run do the same work: coupons re-issuable, wallets that can pay (so that
     earlier runs do not turn pairs into 409 INSUFFICIENT_BALANCE)."""
     if name == "coupon_issue":
         manage("reset_coupons", "--ids", str(COUPON_ID), "--reopen")
+    if name == "coupon_sold_out":  # sold out through the service, as in an event
+        manage("reset_coupons", "--ids", str(SOLD_OUT_COUPON_ID), "--reopen")
+        manage("shell", "-c", SELL_OUT.format(coupon=SOLD_OUT_COUPON_ID))
     if name == "checkout_pay":
         manage("shell", "-c", TOP_UP.format(low=500_000, amount=1_000_000))
 

@@ -10,10 +10,17 @@ connection idle for longer (the server may have restarted meanwhile) is pinged a
 
 Django opens a transaction by turning autocommit off (`SET autocommit=0`) and closes it with COMMIT
 and `SET autocommit=1`: three round trips around every transaction. This backend leaves the
-session in autocommit mode and sends BEGIN (Django's hook for SQLite,
+session in autocommit mode and opens the transaction with BEGIN (Django's hook for SQLite,
 `_start_transaction_under_autocommit`); COMMIT or ROLLBACK then ends the transaction and the
-session is back in autocommit by itself, so turning autocommit back on needs no round trip. Two
-round trips instead of three; savepoints, isolation level and `select_for_update` are unchanged.
+session is back in autocommit by itself, so turning autocommit back on needs no round trip.
+BEGIN is not a round trip of its own either: it travels in front of the transaction's first
+statement (`BEGIN;\n<statement>`, one multi-statement query, see below), and a transaction that
+ran no statement at all (a refusal decided from Redis, such as a coupon flagged sold out) sends
+nothing, neither BEGIN nor its ROLLBACK. One round trip per transaction (its COMMIT) instead of
+three. The server takes the transaction's snapshot at its first read either way (BEGIN is not
+START TRANSACTION WITH CONSISTENT SNAPSHOT), so isolation, savepoints and `select_for_update` are
+unchanged. A batch (`executemany`) still gets its own BEGIN: the driver rewrites a batched INSERT
+into one multi-row statement only when the query starts with INSERT.
 
 The commit tail (`defer_to_commit`). A hot row (a stock row every buyer shares) is locked from its
 UPDATE until COMMIT. Sent apart, the two are two round trips, and between them the thread must get
@@ -57,9 +64,40 @@ class DeferredUpdate:
     expect_rows: int = 1  # rows it must match; fewer is logged (it is already committed by then)
 
 
+class CursorWrapper(base.CursorWrapper):
+    """The driver's cursor, sending the pending BEGIN of its connection's transaction in front of the
+    first statement (see the module docstring)."""
+
+    def __init__(self, cursor, db: DatabaseWrapper):
+        super().__init__(cursor)
+        self.db = db
+
+    def execute(self, query, args=None):
+        if not self.db.begin_pending:
+            return super().execute(query, args)
+        self.db.begin_pending = False
+        # `BEGIN;\n` has no placeholder, so the driver's `query % args` formats the statement alone;
+        # the first answer is BEGIN's, `nextset` reads the statement's (rows, rowcount, lastrowid)
+        # or raises its error, mapped as the parent maps it
+        try:
+            self.cursor.execute("BEGIN;\n" + query, args)
+            self.cursor.nextset()
+        except self.db.Database.OperationalError as e:
+            if e.args[0] in self.codes_for_integrityerror:
+                raise IntegrityError(*tuple(e.args)) from e
+            raise
+        return self.cursor.rowcount
+
+    def executemany(self, query, args):
+        if self.db.begin_pending:
+            self.db.send_begin()
+        return super().executemany(query, args)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     _used_at = 0.0
     _began = False  # a transaction opened with BEGIN: the session itself stayed in autocommit
+    begin_pending = False  # ... whose BEGIN waits for its first statement (the module docstring)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,6 +111,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def connect(self):
         self._began = False
+        self.begin_pending = False
         self._tail = []
         super().connect()
 
@@ -89,6 +128,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _commit(self):
         tail, self._tail = self._tail, []
+        if self.begin_pending:
+            if not tail:  # no statement ran: there is nothing to commit
+                self.begin_pending = False
+                return None
+            self.send_begin()
         if not tail or self.connection is None:
             return super()._commit()
         sql = ";\n".join(update.sql for update in tail) + ";\nCOMMIT"
@@ -118,14 +162,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _rollback(self):
         self._tail = []
+        if self.begin_pending:  # no statement ran: there is nothing to roll back
+            self.begin_pending = False
+            return None
         return super()._rollback()
 
     def _start_transaction_under_autocommit(self):
+        self.begin_pending = True  # sent with the first statement (CursorWrapper) or not at all
+        self._began = True
+
+    def send_begin(self) -> None:
+        """BEGIN as a round trip of its own: before a batch, or before a COMMIT that carries hot updates."""
+        self.begin_pending = False
         # wrap_database_errors: a lost connection is django.db's OperationalError (503 in the API), as
         # in Django's own `_set_autocommit`, never the driver's own exception (a 500)
         with debug_transaction(self, "BEGIN"), self.wrap_database_errors:
             self.connection.query("BEGIN")
-        self._began = True
 
     def _set_autocommit(self, autocommit):
         if autocommit and self._began:  # COMMIT/ROLLBACK already returned the session to autocommit
@@ -135,7 +187,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def create_cursor(self, name=None):
         self._used_at = time.monotonic()
-        return super().create_cursor(name)
+        return CursorWrapper(self.connection.cursor(), self)
 
     def close_if_health_check_failed(self) -> None:
         recent = time.monotonic() - self._used_at < settings.DB_HEALTH_CHECK_IDLE_SECONDS

@@ -33,7 +33,7 @@ def test_the_hot_update_and_the_commit_are_one_round_trip():
     with CaptureQueriesContext(connection) as captured:
         run_in_transaction(lambda: reserve(product, 2, name="with a tail"))
     sql = [q["sql"] for q in captured.captured_queries]
-    assert sql[0] == "BEGIN" and "COMMIT" not in sql
+    assert sql[0].startswith("BEGIN;\nINSERT INTO `shop_category`") and "COMMIT" not in sql
     assert sql[-1].startswith("UPDATE `inventory_stock`") and sql[-1].endswith("COMMIT")
     assert f"+ 2 WHERE `product_id` = {product.pk}" in sql[-1]  # the values, as the server got them
     assert stock_of(product) == (5, 2)
@@ -51,6 +51,24 @@ def test_a_hot_update_that_breaks_the_rows_constraint_commits_nothing_and_raises
     run_in_transaction(lambda: reserve(product, 1, name="the next one"))  # the connection goes on
     assert stock_of(product) == (1, 1)
     assert Category.objects.filter(name="the next one").exists()
+
+
+def test_a_transaction_of_hot_updates_only_still_begins_first():
+    """No statement ran before the COMMIT: BEGIN goes as its own round trip, so the tail is one transaction."""
+    first, second = make_product(stock=5), make_product(stock=1)
+
+    def body():
+        for product, quantity in ((first, 1), (second, 3)):
+            hot_write(
+                lambda p=product, q=quantity: hot_update(RESERVE, (q, p.pk), refused=lambda p=p: SoldOut(p.pk)),
+                key=product.pk,
+            )
+
+    with CaptureQueriesContext(connection) as captured, pytest.raises(SoldOut):
+        run_in_transaction(body)
+    assert captured.captured_queries[0]["sql"] == "BEGIN"
+    assert (stock_of(first), stock_of(second)) == ((5, 0), (1, 0))  # the first UPDATE was undone too
+    assert server_state() == (1, 0)
 
 
 def test_of_two_hot_updates_the_second_refused_undoes_the_first():

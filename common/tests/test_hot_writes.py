@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from common.db import hot_write, run_in_transaction, use_case
 from common.errors import Conflict
+from conftest import executed_sql
 from inventory.models import Stock
 from orders.tests.helpers import make_product
 
@@ -40,9 +41,9 @@ def test_a_nested_use_cases_hot_write_runs_after_everything_its_caller_does():
 
     with CaptureQueriesContext(connection) as ctx:
         run_in_transaction(caller)
-    updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("UPDATE")]
+    updates = [sql for sql in executed_sql(ctx) if sql.startswith("UPDATE")]
     assert len(updates) == 2 and f"= {other.pk}" in updates[0] and f"= {hot.pk}" in updates[1]
-    assert not any(q["sql"].startswith("SAVEPOINT") for q in ctx.captured_queries)  # joined, no savepoint
+    assert not any(sql.startswith("SAVEPOINT") for sql in executed_sql(ctx))  # joined, no savepoint
     assert Stock.objects.get(pk=hot.pk).version == 999
 
 
@@ -50,7 +51,7 @@ def test_hot_writes_run_in_key_order():
     a, b = make_product(), make_product()
     with CaptureQueriesContext(connection) as ctx:
         run_in_transaction(lambda: [hot_write(bump(b.pk), key=b.pk), hot_write(bump(a.pk), key=a.pk)])
-    updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("UPDATE")]
+    updates = [sql for sql in executed_sql(ctx) if sql.startswith("UPDATE")]
     assert f"= {a.pk}" in updates[0] and f"= {b.pk}" in updates[1]
 
 

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from common.jwt import VerifiedTokens, verified_tokens
 from common.sse.views import sse_token_issue
 
 pytestmark = pytest.mark.django_db
@@ -138,3 +139,39 @@ def test_an_invalid_token_answers_a_plain_message():
     response = get("/api/v1/users/me", "not-a-token")
     assert_unauthorized(response)
     assert response.json()["errorMessage"] == "Token is invalid."
+
+
+# --- verified tokens remembered per process (common.jwt.VerifiedTokens) ------------------------------------------
+def test_a_remembered_token_is_refused_once_it_expires(user):
+    verified_tokens.clear()
+    now = int(time.time())
+    token = TokenBackend("HS256", settings.SIMPLE_JWT["SIGNING_KEY"]).encode(
+        {"token_type": "access", "exp": now + 2, "iat": now, "jti": uuid.uuid4().hex, "user_id": str(user.pk)}
+    )
+    assert get("/api/v1/users/me", token).status_code == 200
+    assert verified_tokens.get(token.encode()) is not None  # remembered: the next request is not verified again
+    assert get("/api/v1/users/me", token).status_code == 200
+    time.sleep(max(0.0, now + 2 - time.time()) + 0.1)  # past its exp (no leeway configured)
+    assert verified_tokens.get(token.encode()) is None
+    assert_unauthorized(get("/api/v1/users/me", token))
+
+
+def test_a_token_is_remembered_by_its_exact_bytes(user):
+    verified_tokens.clear()
+    genuine = signed({"user_id": str(user.pk)})
+    assert get("/api/v1/users/me", genuine).status_code == 200
+    head, payload, signature = genuine.split(".")
+    other_claims = signed({"user_id": str(user.pk + 1)}).split(".")[1]
+    # the genuine token's signature on other claims, and the genuine claims with a changed signature
+    assert_unauthorized(get("/api/v1/users/me", f"{head}.{other_claims}.{signature}"))
+    changed = ("B" if signature[0] != "B" else "C") + signature[1:]  # the first character: 6 whole bits
+    assert_unauthorized(get("/api/v1/users/me", f"{head}.{payload}.{changed}"))
+    assert_unauthorized(get("/api/v1/users/me", signed({"user_id": str(user.pk)}, key=PUBLISHED_KEY)))
+
+
+def test_the_memory_is_bounded():
+    tokens = VerifiedTokens(size=2)
+    access = AccessToken()
+    for raw in (b"a", b"b", b"c"):
+        tokens.put(raw, access)
+    assert tokens.get(b"c") is access and tokens.get(b"a") is None  # emptied when full, then filled again

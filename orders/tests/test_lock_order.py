@@ -36,7 +36,7 @@ def locked_tables(captured: list[dict]) -> list[str]:
     """The tables whose rows the statements lock, in order, consecutive repeats collapsed."""
     tables: list[str] = []
     for query in captured:
-        match = LOCKING.match(query["sql"])
+        match = LOCKING.match(query["sql"].removeprefix("BEGIN;\n"))  # BEGIN rides on a first statement
         if match:
             table = match["read"] or match["write"]
             if not tables or tables[-1] != table:
