@@ -298,7 +298,8 @@ def concurrent(base: str, tokens_file: str, name: str, n: int, vus: int):
         subprocess.run(
             [str(K6), "run", "-q", "--address", "127.0.0.1:0", "-e", f"BASE_URL={base}", "-e", f"TOKENS={tokens_file}",
              "-e", f"ENDPOINT={name}", "-e", f"VUS={vus}", "-e", f"ITERATIONS={n}", "-e", f"OUT={summary}",
-             "-e", f"PRODUCT_ID={PRODUCT_ID}", "-e", f"COUPON_ID={COUPON_ID}", str(PROBE)],
+             "-e", f"PRODUCT_ID={PRODUCT_ID}", "-e", f"COUPON_ID={COUPON_ID}",
+             "-e", f"SOLD_OUT_COUPON_ID={SOLD_OUT_COUPON_ID}", str(PROBE)],
             cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         statuses = {int(k): v for k, v in json.loads(summary.read_text())["statuses"].items()}
@@ -364,11 +365,12 @@ def main() -> None:
     broken = [
         f"{r.name} ({r.mode}): {r.statuses}"
         for r in results
-        if any(int(s) in BROKEN or int(s) >= 500 for s in r.statuses)
+        if any(int(s) in BROKEN or int(s) >= 500 for s in r.statuses) or sum(r.statuses.values()) < args.n
     ]
     if broken:  # e.g. expired tokens (make tokens): the CPU of a 401 is not the endpoint's; a 409 is a business answer
         sys.exit(
-            "[cpu] requests were refused by auth, throttling or errors; these figures are not the endpoints': "
+            "[cpu] requests were refused by auth, throttling or errors, or not all answered; "
+            "these figures are not the endpoints': "
             + "; ".join(broken)
         )
 

@@ -10,6 +10,7 @@ const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8000';
 const ENDPOINT = __ENV.ENDPOINT || 'product';
 const PRODUCT_ID = Number(__ENV.PRODUCT_ID || 42);
 const COUPON_ID = Number(__ENV.COUPON_ID || 4);
+const SOLD_OUT_COUPON_ID = Number(__ENV.SOLD_OUT_COUPON_ID || 10);
 const tokens = loadTokens();
 const userIds = Object.keys(tokens).map(Number).sort((a, b) => a - b);
 
@@ -49,6 +50,7 @@ export default function () {
     case 'cart_view': res = call('GET', `/api/v1/cart?userId=${user}`, user); break;
     case 'cart_add': res = call('POST', `/api/v1/cart/items?userId=${user}`, user, { productId: PRODUCT_ID, quantity: 1 }); break;
     case 'coupon_issue': res = call('POST', `/api/v1/coupons/issue?userId=${user}`, user, { couponId: COUPON_ID }); break;
+    case 'coupon_sold_out': res = call('POST', `/api/v1/coupons/issue?userId=${user}`, user, { couponId: SOLD_OUT_COUPON_ID }); break;
     case 'checkout_pay': {
       res = call('POST', '/api/v1/checkout/initiate', user, { userId: user, directOrderItems: [{ productId: PRODUCT_ID, quantity: 1 }] });
       const order = res.status === 200 ? data(res) : null;
