@@ -370,8 +370,7 @@ def main() -> None:
     if broken:  # e.g. expired tokens (make tokens): the CPU of a 401 is not the endpoint's; a 409 is a business answer
         sys.exit(
             "[cpu] requests were refused by auth, throttling or errors, or not all answered; "
-            "these figures are not the endpoints': "
-            + "; ".join(broken)
+            "these figures are not the endpoints': " + "; ".join(broken)
         )
 
 
