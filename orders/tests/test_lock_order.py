@@ -20,6 +20,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from conftest import executed_sql
 from orders.models import Order, OrderStatus, QueueRequest
 from orders.queue.allocation import queue_process_batch
 from orders.services import LineRequest, checkout_initiate, expire_due_orders, order_cancel
@@ -32,11 +33,11 @@ pytestmark = pytest.mark.django_db
 LOCKING = re.compile(r"^\s*(?:SELECT\b.*?\bFROM\s+`(?P<read>\w+)`.*\bFOR UPDATE\b|UPDATE\s+`(?P<write>\w+)`)", re.S)
 
 
-def locked_tables(captured: list[dict]) -> list[str]:
+def locked_tables(statements: list[str]) -> list[str]:
     """The tables whose rows the statements lock, in order, consecutive repeats collapsed."""
     tables: list[str] = []
-    for query in captured:
-        match = LOCKING.match(query["sql"].removeprefix("BEGIN;\n"))  # BEGIN rides on a first statement
+    for sql in statements:
+        match = LOCKING.match(sql)
         if match:
             table = match["read"] or match["write"]
             if not tables or tables[-1] != table:
@@ -47,7 +48,7 @@ def locked_tables(captured: list[dict]) -> list[str]:
 def run(use_case) -> list[str]:
     with CaptureQueriesContext(connection) as ctx:
         use_case()
-    return locked_tables(ctx.captured_queries)
+    return locked_tables(executed_sql(ctx))
 
 
 @pytest.fixture
