@@ -33,7 +33,7 @@ from django.utils import timezone
 from django_eventstream import send_event
 from django_eventstream.models import Event, EventCounter
 
-from common.bulk_sql import insert_rows
+from common.bulk_sql import fetch_all, insert_rows, placeholders
 from common.sse.storage import user_channel
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,14 @@ class SseBatch:
 
 
 def _lock_counters(names: list[str]) -> dict[str, EventCounter]:
-    rows = EventCounter.objects.select_for_update().filter(name__in=names).order_by("name")
-    return {counter.name: counter for counter in rows}
+    """Lock the channels' counters in name order. Written out: the ORM's compilation of this one
+    query was over a quarter of the outbox consumer's CPU per coupon-issued event (py-spy, docs/REPORT.md)."""
+    rows = fetch_all(
+        f"SELECT `id`, `name`, `value` FROM `{EventCounter._meta.db_table}`"
+        f" WHERE `name` IN ({placeholders(names)}) ORDER BY `name` FOR UPDATE",
+        names,
+    )
+    return {name: EventCounter(id=pk, name=name, value=value) for pk, name, value in rows}
 
 
 def sse_push_stored(user_id: int, event_type: str, payload: dict[str, Any]) -> None:
