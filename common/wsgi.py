@@ -35,11 +35,22 @@ class ApiHandler(WSGIHandler):
 
 
 class PathRoutedApplication:
-    """`/api/...` to the API handler, the rest (admin, demo, docs, health, metrics) to Django's own."""
+    """`/api/...` to the API handler, the rest (admin, demo, docs, health, metrics) to Django's own.
+
+    A response with its body in memory (every JSON answer) is handed to the server as a one-item list
+    and closed here (Django's request_finished work), rather than as Django's response object: granian
+    writes a list in one call, while it walks any other iterable chunk by chunk and calls `close()`
+    after, each step taking the GIL again. Streaming responses (files, SSE) are passed on as they are."""
 
     def __init__(self, site: WSGIHandler, api: WSGIHandler):
         self.site, self.api = site, api
 
     def __call__(self, environ, start_response):
         handler = self.api if environ.get("PATH_INFO", "").startswith(API_PREFIX) else self.site
-        return handler(environ, start_response)
+        response = handler(environ, start_response)
+        if response.streaming:
+            return response
+        try:
+            return [response.content]
+        finally:
+            response.close()

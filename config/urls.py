@@ -5,15 +5,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from common import health
 from common.ops_access import metrics
 from dashboard.urls import urlpatterns as dashboard_urls
+from inventory.urls import urlpatterns as inventory_urls
 from orders.demo import flash_sale_demo
 from orders.flash_stock import flash_stock_stream
+from orders.urls import urlpatterns as orders_urls
+from payments.urls import urlpatterns as payments_urls
+from shop.urls import urlpatterns as shop_urls
 
-api_v1 = [
-    path("", include("shop.urls")),
-    path("", include("inventory.urls")),
-    path("", include("orders.urls")),
-    path("", include("payments.urls")),
-]
+api_v1 = [*shop_urls, *inventory_urls, *orders_urls, *payments_urls]
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),

@@ -50,3 +50,24 @@ def test_unknown_api_paths_answer_the_json_envelope():
     status, headers, body = call("/api/v1/nothing-here")
     assert status.startswith("404") and headers["Content-Type"].startswith("application/json")
     assert json.loads(body)["errorCode"] == "NOT_FOUND"
+
+
+def test_a_body_in_memory_is_handed_over_as_one_chunk_after_the_request_finished():
+    from django.core.signals import request_finished
+
+    from config.wsgi import application
+
+    finished = []
+
+    def on_finished(sender, **kwargs):
+        finished.append(sender)
+
+    request_finished.connect(on_finished, dispatch_uid="test-wsgi-finished")
+    try:
+        environ: dict = {"PATH_INFO": "/healthz", "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO(b"")}
+        setup_testing_defaults(environ)
+        answer = application(environ, lambda status, headers, exc_info=None: None)
+    finally:
+        request_finished.disconnect(dispatch_uid="test-wsgi-finished")
+    assert isinstance(answer, list) and len(answer) == 1 and answer[0]
+    assert len(finished) == 1  # closed by the application, not left to the server
