@@ -265,6 +265,8 @@ OUTBOX_RELAY_HEARTBEAT_SECONDS = env_float("OUTBOX_RELAY_HEARTBEAT_SECONDS", 0.5
 # that much (consumers skip it); each save is itself a binlog transaction the relay reads back.
 OUTBOX_RELAY_CHECKPOINT_SECONDS = env_float("OUTBOX_RELAY_CHECKPOINT_SECONDS", 1.0)
 OUTBOX_RELAY_DELIVERY_TIMEOUT_MS = env_int("OUTBOX_RELAY_DELIVERY_TIMEOUT_MS", 30_000)
+# How long the relay's producer waits to put more events into one record batch (docs/REPORT.md).
+OUTBOX_RELAY_LINGER_MS = env_int("OUTBOX_RELAY_LINGER_MS", 10)
 # Prometheus endpoints of the relay and the consumer processes (0 = none), on this address.
 OUTBOX_RELAY_METRICS_PORT = env_int("OUTBOX_RELAY_METRICS_PORT", 0)
 OUTBOX_CONSUMER_METRICS_PORT = env_int("OUTBOX_CONSUMER_METRICS_PORT", 0)

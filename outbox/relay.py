@@ -219,7 +219,10 @@ class Relay:
         # A new producer for every run: the one of a failed run may hold a producer id the broker
         # forgot (a restarted tansu keeps none), and would never deliver again.
         self.producer = GuardedProducer(
-            **{"message.timeout.ms": settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_MS, "linger.ms": 1}
+            **{
+                "message.timeout.ms": settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_MS,
+                "linger.ms": settings.OUTBOX_RELAY_LINGER_MS,
+            }
         )
         self.producer.warm_up()  # a delivered warm-up lets it notice a broker restart while idle
         stream = BinLogStreamReader(
