@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from conftest import client_for
 from shop.api.cart import CartOutput
@@ -14,7 +15,7 @@ from shop.errors import CartItemNotFound
 from shop.models import Cart, CartItem, Product
 from shop.pricing import GIFT_WRAP_PRICE, MAX_LINES
 from shop.selectors.cart import cart_get, cart_lines_for_checkout
-from shop.services.cart import cart_item_set, cart_remove_lines
+from shop.services.cart import cart_item_set, cart_remove_lines, carts_remove_lines
 from shop.tests.factories import ProductFactory, UserFactory
 
 CART = "/api/v1/cart"
@@ -237,6 +238,19 @@ class TestCheckoutHelpers:
         assert len(lines(other_user)) == 1
         assert cart_remove_lines(user_id=user.pk, product_ids=[]) == 0
         assert cart_remove_lines(user_id=UserFactory().pk, product_ids=[a.pk]) == 0
+
+    def test_remove_lines_of_several_users_in_one_statement(self, user, other_user):
+        """The outbox consumer's form: each user loses only the products listed for them."""
+        a, b, c = ProductFactory.create_batch(3)
+        for owner in (user, other_user):
+            for product in (a, b, c):
+                cart_item_set(user_id=owner.pk, product_id=product.pk, quantity=1)
+        with CaptureQueriesContext(connection) as sql:
+            removed = carts_remove_lines(lines={user.pk: [a.pk, b.pk, a.pk], other_user.pk: [c.pk], 999_999: [a.pk]})
+        assert removed == 3 and len(sql.captured_queries) == 1
+        assert [row[0] for row in lines(user)] == [c.pk]
+        assert sorted(row[0] for row in lines(other_user)) == sorted([a.pk, b.pk])
+        assert carts_remove_lines(lines={user.pk: [], other_user.pk: ()}) == 0
 
 
 @pytest.mark.django_db(transaction=True)
